@@ -1,0 +1,59 @@
+"""Strict construction of dataclass configs from params.yaml sections.
+
+Every component owns a small dataclass with defaults (next to the code that uses it). This module
+only turns a plain dict (a params.yaml section, or papermill parameters) into such a dataclass and
+fails at once on unknown or mistyped keys, so a typo in params.yaml never silently falls back to a
+default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None, *, where: str = "") -> T:
+    """Build dataclass ``cls`` from ``values``; nested dataclass fields are built recursively.
+
+    Raises ``ValueError`` naming the unknown keys and the accepted ones.
+    """
+    values = dict(values or {})
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        label = where or cls.__name__
+        raise ValueError(f"{label}: unknown key(s) {unknown}; accepted keys are {sorted(names)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        hint = hints.get(key)
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value, where=f"{where or cls.__name__}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-dict view of a dataclass config (for checkpoints and logs)."""
+    return dataclasses.asdict(cfg)
+
+
+def load_params(path: str | Path = "params.yaml", section: str | None = None) -> dict[str, Any]:
+    """Read params.yaml (or a profile file) and return one section, or the whole file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: params file not found")
+    with path.open() as fh:
+        params = yaml.safe_load(fh) or {}
+    if section is None:
+        return params
+    if section not in params:
+        raise ValueError(f"{path}: no section {section!r}; sections are {sorted(params)}")
+    return params[section]
