@@ -1,0 +1,203 @@
+"""ResNet18-style visual and audio encoders with a configurable width and output stride.
+
+Both encoders share one trunk design (conv7x7/2 + maxpool/2 + four stages of two basic blocks).
+``width`` is the number of channels of the first stage (64 is ResNet18; 32 or 16 keep CPU training
+affordable); the stages have ``width * (1, 2, 4, 8)`` channels. The visual encoder keeps the
+spatial map, the audio encoder pools it to one vector, as in EZ-VSL and the official AVGN code.
+
+Module names inside the trunk (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0``,
+...) follow torchvision's ResNet so that an ImageNet ResNet18 state_dict maps onto it by prefix.
+Nothing is ever downloaded: :meth:`VisualEncoder.load_pretrained` reads a local file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (ResNet v1 basic block)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.downsample: nn.Module | None = None
+        if stride != 1 or in_ch != out_ch:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class ResNetTrunk(nn.Module):
+    """ResNet18 trunk without pooling head: (B, in_ch, H, W) -> (B, 8*width, H/s, W/s).
+
+    ``stride`` is 32 (standard) or 16 (the last stage keeps its resolution, which gives a 7x7 map
+    from a 112 px image instead of 4x4).
+    """
+
+    def __init__(self, in_ch: int = 3, width: int = 64, stride: int = 32) -> None:
+        super().__init__()
+        if stride not in (16, 32):
+            raise ValueError(f"encoder stride must be 16 or 32, got {stride}")
+        if width < 1:
+            raise ValueError(f"encoder width must be positive, got {width}")
+        self.out_channels = 8 * width
+        self.conv1 = nn.Conv2d(in_ch, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        chans = [width, 2 * width, 4 * width, 8 * width]
+        strides = [1, 2, 2, 2 if stride == 32 else 1]
+        in_c = width
+        for i, (c, s) in enumerate(zip(chans, strides), start=1):
+            setattr(self, f"layer{i}", nn.Sequential(BasicBlock(in_c, c, s), BasicBlock(c, c, 1)))
+            in_c = c
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        return self.layer4(x)
+
+
+class VisualEncoder(nn.Module):
+    """RGB image (B, 3, H, W) -> spatial features (B, D, H/stride, W/stride).
+
+    A 1x1 convolution projects the ``8*width`` trunk channels to ``dim`` (the official AVGN code
+    always has this projection, also at 512 -> 512; ``project=False`` drops it when the sizes
+    already agree). Any input size works; the map is ceil-divided by the stride.
+    """
+
+    def __init__(self, width: int = 64, dim: int = 512, stride: int = 32, project: bool = True):
+        super().__init__()
+        self.trunk = ResNetTrunk(3, width, stride)
+        if not project and self.trunk.out_channels != dim:
+            raise ValueError(f"project=False needs 8*width == dim, got width={width}, dim={dim}")
+        self.proj = nn.Conv2d(self.trunk.out_channels, dim, 1) if project else nn.Identity()
+        self.width = width
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.proj(self.trunk(image))
+
+    def load_pretrained(self, path: str | Path) -> None:
+        """Load a torchvision-style ResNet18 ``state_dict`` (a local ``.pth`` file) into the trunk.
+
+        The ``fc.*`` classifier keys are ignored. Raises ``FileNotFoundError`` if the file is
+        missing and ``ValueError`` if the width is not 64 or keys/shapes do not match.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: pretrained ResNet18 weights not found")
+        if self.width != 64:
+            raise ValueError(f"{path}: ImageNet ResNet18 weights need width=64, got {self.width}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        # Checkpoints saved from DataParallel carry a "module." prefix.
+        state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
+        own = self.trunk.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: not a ResNet18 state_dict; missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+        bad = [k for k in own if own[k].shape != state[k].shape]
+        if bad:
+            raise ValueError(f"{path}: shape mismatch for {bad[:5]}")
+        self.trunk.load_state_dict(state)
+
+
+class AudioEncoder(nn.Module):
+    """Log spectrogram (B, 1, F, T) -> global audio vector (B, D).
+
+    ``pool='max'`` follows the official AVGN / EZ-VSL audio network (AdaptiveMaxPool2d);
+    ``'avg'`` is the torchvision default. A linear layer projects ``8*width`` to ``dim``.
+    """
+
+    def __init__(self, width: int = 64, dim: int = 512, pool: str = "max") -> None:
+        super().__init__()
+        if pool not in ("max", "avg"):
+            raise ValueError(f"audio pool must be 'max' or 'avg', got {pool!r}")
+        self.trunk = ResNetTrunk(1, width, 32)
+        self.pool = pool
+        self.proj = nn.Linear(self.trunk.out_channels, dim)
+
+    def forward(self, spec: Tensor) -> Tensor:
+        x = self.trunk(spec)  # (B, 8w, f, t)
+        x = F.adaptive_max_pool2d(x, 1) if self.pool == "max" else F.adaptive_avg_pool2d(x, 1)
+        return self.proj(x.flatten(1))  # (B, D)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x)). (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, d = x.shape
+        qkv = self.qkv(self.norm1(x)).reshape(b, t, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, heads, T, D/heads)
+        att = F.scaled_dot_product_attention(q, k, v)
+        x = x + self.proj(att.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.norm2(x))
+
+
+class SelfAttentionStack(nn.Module):
+    """The token encoders phi^a / phi^v of AVGN (Eq. 2-5): ``depth`` layers over (B, T, D).
+
+    ``mode='block'``: pre-norm transformer blocks plus a final LayerNorm (what the official code
+    uses; the default). ``mode='bare'``: the literal Eq. 4/5, x <- softmax(x X^T / sqrt(D)) X,
+    repeated ``depth`` times, with no parameters at all.
+    """
+
+    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0,
+                 mode: str = "block") -> None:
+        super().__init__()
+        if mode not in ("block", "bare"):
+            raise ValueError(f"self-attention mode must be 'block' or 'bare', got {mode!r}")
+        if depth < 0:
+            raise ValueError(f"transformer depth must be >= 0, got {depth}")
+        self.mode, self.depth = mode, depth
+        if mode == "block":
+            self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio) for _ in range(depth))
+            self.norm = nn.LayerNorm(dim) if depth else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "bare":
+            for _ in range(self.depth):
+                x = F.scaled_dot_product_attention(x, x, x)
+            return x
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
