@@ -271,14 +271,19 @@ def select_classes(probs: np.ndarray, num_sources: int | None) -> list[int]:
 
 
 def upsample_normalize(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Raw maps (N, h, w) -> float32 (N, H, W) in [0, 1], each min-max normalized on its own."""
-    up = torch.nn.functional.interpolate(maps[None].float(), size=size, mode="bilinear",
-                                         align_corners=False)[0]
-    flat = up.reshape(up.shape[0], -1)
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    span = hi - lo
-    norm = torch.where(span > 1e-12, (flat - lo) / span.clamp_min(1e-12), torch.zeros_like(flat))
-    return norm.reshape(up.shape).numpy().astype(np.float32)
+    """Raw maps (N, h, w) -> float32 (N, H, W) in [0, 1], each min-max normalized on its own
+    after bilinear upsampling (so every map reaches exactly 1 at the image resolution).
+
+    A (numerically) constant map carries no location and becomes all zeros.
+    """
+    up = torch.nn.functional.interpolate(maps.float()[None], size=size, mode="bilinear",
+                                         align_corners=False)[0]  # (N, H, W)
+    lo = up.amin((1, 2), keepdim=True)
+    span = up.amax((1, 2), keepdim=True) - lo  # (N, 1, 1)
+    # Interpolating a constant map is not exactly constant in float32; treat that as flat.
+    flat = span <= 1e-6 * lo.abs().clamp_min(1.0)
+    scaled = torch.where(flat, torch.zeros_like(up), (up - lo) / span.clamp_min(1e-12))
+    return scaled.clamp_(0.0, 1.0).numpy().astype(np.float32)
 
 
 def analyze(model: LoadedModel, image: np.ndarray, waveform: np.ndarray, sample_rate: int,
