@@ -70,7 +70,7 @@ def test_clip_moves_source_not_distractor():
                                       Layer(1, 0.8, 0.5, 0.3, source=-1)])
     env = envelope(np.concatenate([np.zeros(100), np.ones(100)]), 2)
     assert env.tolist() == [0.0, 1.0]
-    clip = paint_clip(scene, BG, sprites, {0: env}, 40, 40, np.random.default_rng(0), 0.5)
+    clip = paint_clip(scene, BG, sprites, {0: env}, 2, 40, 40, np.random.default_rng(0), 0.5)
     assert clip.shape == (2, 40, 40, 3)
     red = (clip[..., 0] > 200) & (clip[..., 2] < 50)
     assert red[1].sum() > red[0].sum() * 1.5  # loud frame: bigger source

@@ -215,3 +215,67 @@ def log_spectrogram(wave: torch.Tensor | np.ndarray, cfg: SpecConfig) -> torch.T
     else:
         logp = torch.nn.functional.pad(logp, (0, cfg.n_frames - t), value=math.log(cfg.eps))
     return logp.reshape(*lead, *logp.shape[-2:])
+
+
+def rms(wave: np.ndarray) -> float:
+    """Root mean square of a waveform."""
+    return float(np.sqrt(np.mean(np.square(wave, dtype=np.float64)))) if wave.size else 0.0
+
+
+def loudest_window(wave: np.ndarray, length: int, rng: np.random.Generator,
+                   candidates: int = 4) -> tuple[np.ndarray, int]:
+    """A ``length``-sample window of ``wave`` (looped when shorter, as the reference does):
+    the loudest of ``candidates`` random offsets, so a scene rarely gets a silent stretch.
+    Returns (window, offset)."""
+    if wave.shape[0] < length:
+        wave = np.tile(wave, length // wave.shape[0] + 1)
+    best, best_off = None, 0
+    for _ in range(candidates):
+        off = int(rng.integers(0, wave.shape[0] - length + 1))
+        win = wave[off:off + length]
+        if best is None or rms(win) > rms(best):
+            best, best_off = win, off
+    return best.astype(np.float32), best_off
+
+
+def coloured_noise(length: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-RMS noise with a 1/f^a spectrum, a in [0, 2] (white to brown), as room/tape hiss."""
+    slope = rng.uniform(0.0, 2.0)
+    spectrum = np.fft.rfft(rng.standard_normal(length))
+    freqs = np.fft.rfftfreq(length)
+    freqs[0] = freqs[1]
+    noise = np.fft.irfft(spectrum / freqs ** (slope / 2), n=length)
+    return (noise / max(rms(noise), 1e-12)).astype(np.float32)
+
+
+def mix(sources: list[np.ndarray], target_rms: float, rng: np.random.Generator,
+        gain_db: float = 3.0, noise_snr_db: float | None = None,
+        length: int | None = None) -> np.ndarray:
+    """Sum RMS-normalized sources (each with a random gain within +-``gain_db``), optionally add
+    noise at ``noise_snr_db``, set the mixture RMS to ``target_rms`` and limit the peak to 0.99.
+
+    An empty ``sources`` list gives noise only (needs ``noise_snr_db`` and ``length``).
+    Returns float32 ``(L,)`` in [-1, 1].
+    """
+    if not sources and (noise_snr_db is None or length is None):
+        raise ValueError("mix: no sources, and no noise level and length for a noise-only mix")
+    length = sources[0].shape[0] if sources else length
+    total = None
+    for src in sources:
+        level = rms(src)
+        if level <= 0:
+            raise ValueError("mix: a source is all zeros")
+        gain = 10 ** (rng.uniform(-gain_db, gain_db) / 20)
+        part = src / level * gain
+        total = part if total is None else total + part
+    if noise_snr_db is not None:
+        noise = coloured_noise(length, rng)
+        if total is None:
+            total = noise
+        else:
+            total = total + noise * rms(total) / 10 ** (noise_snr_db / 20)
+    total = total / rms(total) * target_rms
+    peak = float(np.abs(total).max())
+    if peak > 0.99:
+        total = total * (0.99 / peak)
+    return total.astype(np.float32)

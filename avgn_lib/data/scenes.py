@@ -9,6 +9,7 @@ a viewer sees. Clips repaint the same scene at a small size with the sounding ob
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -215,24 +216,171 @@ def envelope(wave: np.ndarray, frames: int) -> np.ndarray:
 
 
 def paint_clip(scene: Scene, backgrounds: list[np.ndarray], sprites: list[np.ndarray],
-               envelopes: dict[int, np.ndarray], height: int, width: int,
+               envelopes: dict[int, np.ndarray], frames: int, height: int, width: int,
                rng: np.random.Generator, amount: float = 0.15) -> np.ndarray:
     """K-frame clip ``(K, height, width, 3)`` uint8; source slot s pulses with ``envelopes[s]``.
 
     A sounding object grows by up to ``amount`` of its size and shifts by a small random
     direction in proportion to the loudness of its own audio; distractors never move.
     """
-    k = len(next(iter(envelopes.values())))
     directions = {s: rng.normal(0, 1, 2) * 0.05 for s in envelopes}
-    frames = []
-    for t in range(k):
+    out = []
+    for t in range(frames):
         motion = {}
         for i, layer in enumerate(scene.layers):
             if layer.source in envelopes:
                 e = float(envelopes[layer.source][t])
                 dx, dy = directions[layer.source] * e
                 motion[i] = (1.0 + amount * e, float(dx), float(dy))
-        frames.append(paint(scene, backgrounds, sprites, height, width, motion)[0])
-    return np.stack(frames)
+        out.append(paint(scene, backgrounds, sprites, height, width, motion)[0])
+    return np.stack(out)
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets: how many sources, which vocabulary, and how they are laid out.
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """``frame``: all sources in one frame of H x (width_ratio * H) over one background.
+    ``side_by_side``: one single-source scene per source, each H x H, concatenated in width
+    (the VGGSound-Duet protocol)."""
+
+    vocab: str
+    sources: int
+    layout: str = "frame"
+    width_ratio: int = 1
+
+    @property
+    def slots(self) -> int:
+        return self.sources
+
+    def image_shape(self, size: int) -> tuple[int, int]:
+        return size, size * self.width_ratio
+
+
+DATASETS: dict[str, SceneSpec] = {
+    "instruments_solo": SceneSpec("instruments", 1),
+    "instruments_duet": SceneSpec("instruments", 2),
+    "instruments_trio": SceneSpec("instruments", 3),
+    "everyday_single": SceneSpec("everyday", 1),
+    "everyday_duet": SceneSpec("everyday", 2, "side_by_side", 2),
+    # Three sounding objects in one frame as wide as a duet image, so a model trained on
+    # everyday_duet sees the same input size (the paper's flexible-number test).
+    "everyday_trio": SceneSpec("everyday", 3, "frame", 2),
+}
+
+
+def _layout_for(n_sources: int, width_ratio: int) -> Layout:
+    shrink = min(1.0, 1.5 * width_ratio / n_sources)  # more sources per strip -> smaller
+    lo, hi = Layout.source_size
+    return Layout(source_size=(lo * shrink, hi * shrink))
+
+
+def make_scene(spec: SceneSpec, inv: Any, split: str, rng: np.random.Generator, cfg: Any,
+               silent: bool = False) -> dict[str, Any]:
+    """One sample of dataset ``spec`` from the ``split`` assets of inventory ``inv``.
+
+    Returns arrays shaped for one row of the built files (images (H, W, 3), masks (S, H, W),
+    boxes (S, 4), classes (S,), clips (K, h, w, 3), distractors (2,), has_source, wave (L,))
+    and a provenance ``record``. ``silent``: the visible object is not heard; the audio is a
+    class absent from the image, or noise only, and every source slot is padding.
+    """
+    vocab = inv.vocabs[spec.vocab]
+    classes = vocab.classes_in(split)
+    length = cfg.spec.num_samples
+    n_src = 1 if silent else spec.sources
+    picked = [str(c) for c in rng.choice(classes, size=n_src, replace=False)]
+    others = [c for c in classes if c not in picked]
+    # At most two silent things are shown (distractors.npy has two slots); in a silent sample
+    # its own unheard object takes one of them.
+    n_dis = int(rng.integers(0, max(0, min(2 - silent, len(others) - silent)) + 1))
+    dis_classes = [str(c) for c in rng.choice(others, size=n_dis, replace=False)] if n_dis else []
+    src_sprites = [inv.pick_sprite(spec.vocab, split, c, rng) for c in picked]
+    dis_sprites = [inv.pick_sprite(spec.vocab, split, c, rng) for c in dis_classes]
+    h, w = spec.image_shape(cfg.image_size)
+    ch, cw = spec.image_shape(cfg.clip_size)
+
+    # Audio: one window per heard source; silent samples hear another class or only noise.
+    heard, audio_rec = [], []
+    if silent:
+        free = [c for c in others if c not in dis_classes]
+        offscreen = str(rng.choice(free)) if free and rng.random() < 0.5 else None
+        heard_classes = [offscreen] if offscreen else []
+    else:
+        offscreen, heard_classes = None, picked
+    for c in heard_classes:
+        wave, detail = inv.sample_audio(spec.vocab, split, c, length, rng)
+        heard.append(wave)
+        audio_rec.append({"class": c, **detail})
+    snr = None
+    if not heard or rng.random() < cfg.noise_prob:
+        snr = float(rng.uniform(*cfg.noise_snr_db))
+    from avgn_lib.data.audio import mix  # local: keeps scenes importable without audio deps
+    wave = mix(heard, cfg.target_rms, rng, noise_snr_db=snr, length=length)
+    envs = {} if silent else {k: envelope(x, cfg.clip_frames) for k, x in enumerate(heard)}
+
+    # Pictures. A silent sample shows its object as a non-sounding layer (slot -1).
+    slot_of = (lambda k: -1) if silent else (lambda k: k)
+    if spec.layout == "side_by_side":
+        halves = [rng.integers(0, n_src, size=len(dis_sprites))] if dis_sprites else [[]]
+        parts = []
+        for k in range(n_src):
+            mine = [s for s, half in zip(dis_sprites, halves[0]) if half == k]
+            parts.append(_compose_one(inv, split, rng, [src_sprites[k]], mine, 1.0,
+                                      _layout_for(1, 1)))
+        painted = [paint(sc, inv.backgrounds, inv.sprites, h, h) for sc in parts]
+        image = np.concatenate([p[0] for p in painted], axis=1)
+        masks = np.zeros((spec.slots, h, w), dtype=np.uint8)
+        boxes = np.full((spec.slots, 4), np.nan, dtype=np.float32)
+        for k, (sc, (_, vis)) in enumerate(zip(parts, painted)):
+            m, b = source_masks(_relabel(sc, k if not silent else -1), vis, spec.slots)
+            masks[:, :, k * h:(k + 1) * h] |= m
+            boxes = np.where(np.isnan(b), boxes, b + np.array([k * h, 0, k * h, 0]))
+        clip = np.concatenate(
+            [paint_clip(_relabel(sc, 0), inv.backgrounds, inv.sprites,
+                        {0: envs[k]} if envs else {}, cfg.clip_frames, ch, ch, rng)
+             for k, sc in enumerate(parts)],
+            axis=2)
+        scenes = parts
+    else:
+        sc = _compose_one(inv, split, rng, src_sprites, dis_sprites, w / h,
+                          _layout_for(n_src, spec.width_ratio))
+        if silent:
+            sc = _relabel(sc, -1)
+        image, vis = paint(sc, inv.backgrounds, inv.sprites, h, w)
+        masks, boxes = source_masks(sc, vis, spec.slots)
+        clip = paint_clip(sc, inv.backgrounds, inv.sprites, envs, cfg.clip_frames, ch, cw, rng)
+        scenes = [sc]
+    cls_idx = np.full(spec.slots, -1, dtype=np.int16)
+    if not silent:
+        cls_idx[:n_src] = [vocab.index(c) for c in picked]
+    # Everything visible but not heard: distractors, and in a silent sample its object too.
+    shown = list(zip(picked, src_sprites)) if silent else []
+    shown += list(zip(dis_classes, dis_sprites))
+    distractors = np.full(2, -1, dtype=np.int16)
+    distractors[:min(2, len(shown))] = [vocab.index(c) for c, _ in shown[:2]]
+    record = {
+        "silent": silent, "noise_snr_db": snr, "offscreen_class": offscreen,
+        "sources": [] if silent else [{"class": c, "image": inv.sprite_ids[s], **a}
+                                      for c, s, a in zip(picked, src_sprites, audio_rec)],
+        "shown_silent": [{"class": c, "image": inv.sprite_ids[s]} for c, s in shown],
+        "backgrounds": [{"image": inv.background_ids[s.background], "crop": list(s.crop)}
+                        for s in scenes],
+    }
+    return {"images": image, "masks": masks, "boxes": boxes, "classes": cls_idx,
+            "clips": clip, "distractors": distractors, "has_source": int(not silent),
+            "wave": wave, "record": record}
+
+
+def _compose_one(inv: Any, split: str, rng: np.random.Generator, src: list[int], dis: list[int],
+                 aspect: float, layout: Layout) -> Scene:
+    bg = inv.pick_background(split, rng)
+    return compose(rng, bg, inv.backgrounds[bg].shape[:2], src, dis, inv.sprites, aspect, layout)
+
+
+def _relabel(scene: Scene, slot: int) -> Scene:
+    """Scene whose sounding layers all carry ``slot`` (-1: none is heard)."""
+    layers = [Layer(**{**vars(l), "source": slot}) if l.source >= 0 else l for l in scene.layers]
+    return Scene(scene.background, scene.crop, layers)

@@ -1,0 +1,382 @@
+"""Build every dataset/split of the embedded benchmark into ``data/built`` (the prepare_data stage).
+
+Assets listed in ``data/raw/manifest.csv`` are split BY ASSET: test scenes use depictions, audio
+recordings / soundfont banks and background photos never seen in training (see
+``inventory.split_assets``). Scenes are drawn from a per-scene seed ``(seed, dataset, split,
+index)``, so the output does not depend on the number of workers. Arrays are written into
+``open_memmap`` files chunk by chunk (memory stays flat in N).
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.lib.format import open_memmap
+from PIL import Image
+
+from avgn_lib.data.audio import SpecConfig, load_audio, log_spectrogram, loudest_window
+from avgn_lib.data.image import load_image, load_rgba
+from avgn_lib.data.render import VOICES, render_pool
+from avgn_lib.data.scenes import DATASETS, SceneSpec, make_scene
+
+SPLITS = ("train", "val", "test")
+CHUNK = 64  # scenes per task; fixed so spectrogram batches (and float rounding) never vary
+
+
+def default_sizes() -> dict[str, dict[str, int]]:
+    """CPU default profile: scenes per split (``silent`` = extra has_source=0 test scenes)."""
+    return {
+        "instruments_solo": {"train": 3000, "val": 300, "test": 400, "silent": 100},
+        "instruments_duet": {"train": 1500, "val": 200, "test": 300, "silent": 0},
+        "instruments_trio": {"train": 0, "val": 0, "test": 200, "silent": 0},
+        "everyday_single": {"train": 3000, "val": 300, "test": 400, "silent": 100},
+        "everyday_duet": {"train": 1500, "val": 200, "test": 300, "silent": 0},
+        "everyday_trio": {"train": 0, "val": 0, "test": 200, "silent": 0},
+    }
+
+
+def smoke_sizes() -> dict[str, dict[str, int]]:
+    """Tens of scenes per dataset: builds in seconds for tests and nbval."""
+    return {name: {"train": 0 if name.endswith("trio") else 24, "val": 0 if name.endswith("trio")
+                   else 8, "test": 8, "silent": 0 if "duet" in name or "trio" in name else 4}
+            for name in DATASETS}
+
+
+@dataclass
+class BuildConfig:
+    """Everything the build reads. Defaults are the CPU default profile.
+
+    Paper-like sizes would be ``image_size=224``, ``spec=SpecConfig.paper()`` (257 x 300) and
+    tens of thousands of training scenes; at 224 px the arrays grow 4x per scene.
+    """
+
+    seed: int = 0
+    image_size: int = 112
+    clip_frames: int = 8
+    clip_size: int = 48
+    sprite_size: int = 160       # longer side of rasterized depictions before placement
+    background_size: int = 320   # photos are downscaled to this longer side once
+    soundfont_pool: int = 16     # rendered clips per (soundfont, class)
+    target_rms: float = 0.1
+    noise_prob: float = 0.5      # chance a scene gets background noise
+    noise_snr_db: list[float] = field(default_factory=lambda: [15.0, 35.0])
+    min_assets: int = 2          # per modality per class, so the test split can be disjoint
+    workers: int = 2
+    spec: SpecConfig = field(default_factory=SpecConfig.cpu)
+    sizes: dict[str, dict[str, int]] = field(default_factory=default_sizes)
+
+    @classmethod
+    def smoke(cls, **overrides: Any) -> "BuildConfig":
+        base = dict(image_size=64, clip_frames=8, clip_size=32, sprite_size=96,
+                    background_size=160, soundfont_pool=4, workers=1, sizes=smoke_sizes())
+        base.update(overrides)
+        return cls(**base)
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.sizes) - set(DATASETS))
+        if unknown:
+            raise ValueError(f"BuildConfig.sizes: unknown dataset(s) {unknown}; known {DATASETS}")
+        for name, table in self.sizes.items():
+            bad = sorted(set(table) - {*SPLITS, "silent"})
+            if bad:
+                raise ValueError(f"BuildConfig.sizes[{name!r}]: unknown key(s) {bad}")
+        if not 8 <= self.clip_frames <= 16:
+            raise ValueError(f"BuildConfig.clip_frames must be in [8, 16], got {self.clip_frames}")
+        self.spec.validate()
+
+
+MANIFEST_COLUMNS = ("item_id", "vocab", "class", "modality", "source_package", "source_version",
+                    "source_path", "license", "path", "sha256")
+
+
+def split_assets(ids: list[str], rng: np.random.Generator) -> dict[str, list[str]]:
+    """Assign asset ids to splits; test never shares an asset with train or val.
+
+    n >= 3: about 20 % test and 15 % val (at least one each), the rest train. n == 2: one train,
+    one test, and val reuses the train asset (recorded in meta.json as such). n < 2: ValueError.
+    """
+    ids = sorted(ids)
+    if len(ids) < 2:
+        raise ValueError(f"need at least 2 assets to split, got {ids}")
+    ids = [ids[i] for i in rng.permutation(len(ids))]
+    if len(ids) == 2:
+        return {"train": [ids[0]], "val": [ids[0]], "test": [ids[1]]}
+    n_test = max(1, round(0.2 * len(ids)))
+    n_val = max(1, round(0.15 * len(ids)))
+    return {"test": ids[:n_test], "val": ids[n_test:n_test + n_val],
+            "train": ids[n_test + n_val:]}
+
+
+@dataclass
+class Vocab:
+    """Classes of one vocabulary and, per split, the depiction and audio assets of each class."""
+
+    classes: list[str]
+    images: dict[str, dict[str, list[str]]]   # split -> class -> image item ids
+    audio: dict[str, dict[str, list[str]]]    # split -> class -> audio units (rec:/sf: ids)
+
+    def index(self, cls: str) -> int:
+        return self.classes.index(cls)
+
+    def classes_in(self, split: str) -> list[str]:
+        return [c for c in self.classes if self.images[split].get(c) and self.audio[split].get(c)]
+
+
+@dataclass
+class Inventory:
+    """Decoded assets shared (copy-on-write) by the build workers."""
+
+    sprites: list[np.ndarray]                 # (h, w, 4) uint8, trimmed to their alpha box
+    sprite_ids: list[str]
+    backgrounds: list[np.ndarray]             # (h, w, 3) uint8
+    background_ids: list[str]
+    background_split: dict[str, list[int]]
+    recordings: dict[str, np.ndarray]         # item id -> (L,) float32 at the build rate
+    pools: dict[str, dict[str, np.ndarray]]   # soundfont item id -> class -> (P, L)
+    vocabs: dict[str, Vocab]
+
+    def pick_sprite(self, vocab: str, split: str, cls: str, rng: np.random.Generator) -> int:
+        return self.sprite_ids.index(str(rng.choice(self.vocabs[vocab].images[split][cls])))
+
+    def pick_background(self, split: str, rng: np.random.Generator) -> int:
+        return int(rng.choice(self.background_split[split]))
+
+    def sample_audio(self, vocab: str, split: str, cls: str, length: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        """A ``length``-sample clip of ``cls`` from one of its ``split`` audio units."""
+        unit = str(rng.choice(self.vocabs[vocab].audio[split][cls]))
+        kind, item = unit.split(":", 1)
+        if kind == "sf":
+            pool = self.pools[item][cls]
+            k = int(rng.integers(0, len(pool)))
+            return pool[k][:length], {"audio": unit, "pool_index": k}
+        wave, offset = loudest_window(self.recordings[item], length, rng)
+        return wave, {"audio": unit, "offset": offset}
+
+    def split_manifest(self, vocab: str, split: str) -> dict:
+        v = self.vocabs[vocab]
+        return {"images": v.images[split], "audio": v.audio[split],
+                "backgrounds": [self.background_ids[i] for i in self.background_split[split]],
+                "val_shares_train": sorted(
+                    c for c in v.classes if set(v.images["val"].get(c, [])) &
+                    set(v.images["train"].get(c, [])) or set(v.audio["val"].get(c, [])) &
+                    set(v.audio["train"].get(c, [])))}
+
+
+def _read_manifest(raw_dir: Path) -> list[dict[str, str]]:
+    path = raw_dir / "manifest.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found (run the assets fetch first)")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = sorted(set(MANIFEST_COLUMNS) - set(reader.fieldnames or []))
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}")
+        rows = list(reader)
+    for row in rows:
+        if not (raw_dir / row["path"]).is_file():
+            raise FileNotFoundError(f"{raw_dir / row['path']}: listed in {path} but missing")
+    return rows
+
+
+def _trim(rgba: np.ndarray, where: Path) -> np.ndarray:
+    ys, xs = np.nonzero(rgba[..., 3] > 127)
+    if xs.size == 0:
+        raise ValueError(f"{where}: depiction is fully transparent")
+    return rgba[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+
+
+def _shrink(arr: np.ndarray, longest: int) -> np.ndarray:
+    h, w = arr.shape[:2]
+    if max(h, w) <= longest:
+        return arr
+    r = longest / max(h, w)
+    mode = "RGBA" if arr.shape[-1] == 4 else "RGB"
+    return np.asarray(Image.fromarray(arr, mode).resize(
+        (max(2, round(w * r)), max(2, round(h * r))), Image.LANCZOS))
+
+
+def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
+    """Decode the manifest's assets, keep classes with enough of each, and split by asset."""
+    rows = _read_manifest(raw_dir)
+    rng = np.random.default_rng([cfg.seed, 7])
+    by = lambda m: [r for r in rows if r["modality"] == m]  # noqa: E731
+    sf_rows = sorted(by("soundfont"), key=lambda r: r["item_id"])
+    inst_classes = sorted({r["class"] for r in by("image") if r["vocab"] == "instruments"})
+    pools = {r["item_id"]: render_pool(raw_dir / r["path"], [c for c in inst_classes
+                                                              if c in VOICES],
+                                       cfg.soundfont_pool, cfg.spec.seconds, cfg.seed,
+                                       cfg.spec.sample_rate) for r in sf_rows}
+    sprites, sprite_ids, recordings, vocabs = [], [], {}, {}
+    for vname in sorted({r["vocab"] for r in by("image")} - {"background"}):
+        images, audio = {}, {}
+        for r in by("image"):
+            if r["vocab"] == vname and r["class"]:
+                images.setdefault(r["class"], []).append(r)
+        for r in by("audio"):
+            if r["vocab"] == vname and r["class"]:
+                audio.setdefault(r["class"], []).append(f"rec:{r['item_id']}")
+        if vname == "instruments":
+            for sf_id, pool in pools.items():
+                for c in pool:
+                    audio.setdefault(c, []).append(f"sf:{sf_id}")
+        keep = sorted(c for c in images if len(images[c]) >= cfg.min_assets
+                      and len(audio.get(c, [])) >= cfg.min_assets)
+        if len(keep) < 4:  # trio scenes need 3 classes plus at least one other for distractors
+            continue
+        split_img = {s: {} for s in SPLITS}
+        split_aud = {s: {} for s in SPLITS}
+        for c in keep:
+            for s, ids in split_assets([r["item_id"] for r in images[c]], rng).items():
+                split_img[s][c] = ids
+            for s, ids in split_assets(audio[c], rng).items():
+                split_aud[s][c] = ids
+            for r in images[c]:
+                path = raw_dir / r["path"]
+                sprites.append(_shrink(_trim(load_rgba(path, cfg.sprite_size), path),
+                                       cfg.sprite_size))
+                sprite_ids.append(r["item_id"])
+            for unit in audio[c]:
+                if unit.startswith("rec:"):
+                    item = unit[4:]
+                    row = next(r for r in rows if r["item_id"] == item)
+                    recordings[item] = load_audio(raw_dir / row["path"], cfg.spec.sample_rate)
+        vocabs[vname] = Vocab(keep, split_img, split_aud)
+    bg_rows = sorted(by("background"), key=lambda r: r["item_id"])
+    if len(bg_rows) < 3:
+        raise ValueError(f"{raw_dir / 'manifest.csv'}: need >= 3 background photos, got "
+                         f"{len(bg_rows)}")
+    bg_ids = [r["item_id"] for r in bg_rows]
+    backgrounds = [_shrink(load_image(raw_dir / r["path"]), cfg.background_size) for r in bg_rows]
+    bg_split = {s: [bg_ids.index(i) for i in ids]
+                for s, ids in split_assets(bg_ids, rng).items()}
+    return Inventory(sprites, sprite_ids, backgrounds, bg_ids, bg_split, recordings, pools, vocabs)
+
+
+# Set in the parent before forking; workers read it copy-on-write.
+_STATE: dict[str, Any] = {}
+
+
+def _arrays(out: Path, spec: SceneSpec, n: int, cfg: BuildConfig, mode: str) -> dict:
+    h, w = spec.image_shape(cfg.image_size)
+    ch, cw = spec.image_shape(cfg.clip_size)
+    f, t = cfg.spec.shape
+    shapes = {
+        "images": (np.uint8, (n, h, w, 3)), "masks": (np.uint8, (n, spec.slots, h, w)),
+        "boxes": (np.float32, (n, spec.slots, 4)), "classes": (np.int16, (n, spec.slots)),
+        "has_source": (np.uint8, (n,)), "specs": (np.float16, (n, f, t)),
+        "waves": (np.int16, (n, cfg.spec.num_samples)),
+        "clips": (np.uint8, (n, cfg.clip_frames, ch, cw, 3)), "distractors": (np.int16, (n, 2)),
+    }
+    if mode == "w+":
+        return {k: open_memmap(out / f"{k}.npy", mode="w+", dtype=d, shape=s)
+                for k, (d, s) in shapes.items()}
+    return {k: open_memmap(out / f"{k}.npy", mode="r+") for k in shapes}
+
+
+def _run_chunk(task: tuple[str, str, int, int, int, str]) -> list[dict]:
+    """Make scenes [start, stop) of one dataset/split and write them into its memmaps."""
+    name, split, start, stop, n_regular, out = task
+    torch.set_num_threads(1)
+    inv: Inventory = _STATE["inventory"]
+    cfg: BuildConfig = _STATE["cfg"]
+    spec = DATASETS[name]
+    arrays = _arrays(Path(out), spec, 0, cfg, "r+")
+    records, waves = [], []
+    for i in range(start, stop):
+        rng = np.random.default_rng([cfg.seed, list(DATASETS).index(name), SPLITS.index(split), i])
+        scene = make_scene(spec, inv, split, rng, cfg, silent=i >= n_regular)
+        for key in ("images", "masks", "boxes", "classes", "clips", "distractors"):
+            arrays[key][i] = scene[key]
+        arrays["has_source"][i] = scene["has_source"]
+        wave16 = np.round(scene["wave"] * 32767).astype(np.int16)
+        arrays["waves"][i] = wave16
+        waves.append(wave16.astype(np.float32) / 32767)
+        records.append({"index": i, **scene["record"]})
+    # The spectrogram is computed from the stored int16 waveform so specs == f(waves) exactly.
+    specs = log_spectrogram(torch.from_numpy(np.stack(waves)), cfg.spec)
+    arrays["specs"][start:stop] = specs.numpy().astype(np.float16)
+    for arr in arrays.values():
+        arr.flush()
+    return records
+
+
+def _build_split(name: str, split: str, n_regular: int, n_silent: int, out: Path,
+                 cfg: BuildConfig, pool: Any) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    spec = DATASETS[name]
+    n = n_regular + n_silent
+    arrays = _arrays(out, spec, n, cfg, "w+")
+    for arr in arrays.values():
+        arr.flush()
+    del arrays
+    tasks = [(name, split, s, min(s + CHUNK, n), n_regular, str(out)) for s in range(0, n, CHUNK)]
+    results = pool.map(_run_chunk, tasks) if pool is not None else map(_run_chunk, tasks)
+    with open(out / "scenes.jsonl", "w") as fh:
+        for chunk in results:
+            for rec in chunk:
+                fh.write(json.dumps(rec, sort_keys=True) + "\n")
+    inv: Inventory = _STATE["inventory"]
+    vocab = inv.vocabs[spec.vocab]
+    h, w = spec.image_shape(cfg.image_size)
+    meta = {
+        "dataset": name, "split": split, "vocab": spec.vocab, "classes": vocab.classes,
+        "num_sources": spec.sources, "slots": spec.slots, "layout": spec.layout,
+        "image_size": [h, w], "clip": [cfg.clip_frames, *spec.image_shape(cfg.clip_size)],
+        "sample_rate": cfg.spec.sample_rate, "wave_length": cfg.spec.num_samples,
+        "spectrogram": dataclasses.asdict(cfg.spec), "spec_shape": list(cfg.spec.shape),
+        "count": n, "count_silent": n_silent, "seed": cfg.seed,
+        "assets": inv.split_manifest(spec.vocab, split),
+        "build": dataclasses.asdict(cfg),
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return {"count": n, "silent": n_silent}
+
+
+def build_all(cfg: BuildConfig, raw_dir: str | Path, out_dir: str | Path) -> dict:
+    """Build every dataset/split listed in ``cfg.sizes`` into ``out_dir``; returns a summary
+    ``{"seconds", "datasets": {name: {split: {"count", "silent"}}}, "vocabs": {...}}``."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    inv = load_inventory(raw_dir, cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for vname, vocab in inv.vocabs.items():
+        (out_dir / f"vocab_{vname}.txt").write_text("\n".join(vocab.classes) + "\n")
+    _STATE.update(inventory=inv, cfg=cfg)
+    pool = None
+    if cfg.workers > 1 and os.name == "posix":
+        pool = mp.get_context("fork").Pool(cfg.workers)
+    summary: dict[str, Any] = {"datasets": {}}
+    try:
+        for name, table in cfg.sizes.items():
+            vocab = DATASETS[name].vocab
+            if vocab not in inv.vocabs:
+                raise ValueError(f"{raw_dir / 'manifest.csv'}: no usable classes for vocab "
+                                 f"{vocab!r} (dataset {name})")
+            summary["datasets"][name] = {}
+            for split in SPLITS:
+                n_silent = table.get("silent", 0) if split == "test" else 0
+                n_regular = table.get(split, 0)
+                if n_regular + n_silent == 0:
+                    continue
+                summary["datasets"][name][split] = _build_split(
+                    name, split, n_regular, n_silent, out_dir / name / split, cfg, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        _STATE.clear()
+    summary["vocabs"] = {k: v.classes for k, v in inv.vocabs.items()}
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    return summary
