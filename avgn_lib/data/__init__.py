@@ -1,0 +1,1 @@
+"""Raw data: asset fetching, archive readers, datasets."""
