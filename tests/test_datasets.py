@@ -172,3 +172,45 @@ def test_build_is_deterministic_and_worker_independent(built, tmp_path):
             a = np.load(out / name / "test" / f"{arr}.npy")
             b = np.load(tmp_path / name / "test" / f"{arr}.npy")
             np.testing.assert_array_equal(a, b, err_msg=f"{name}/{arr}")
+
+
+def test_scene_dataset_yields_the_batch_contract(built):
+    from torch.utils.data import DataLoader
+
+    from avgn_lib.data.datasets import SceneDataset, collate
+
+    _, out, _ = built
+    ds = SceneDataset(out / "instruments_duet", "train")
+    assert len(ds) == 6 and ds.num_classes == len(INSTRUMENTS)
+    assert ds.class_names == sorted(INSTRUMENTS)
+    batch = next(iter(DataLoader(ds, batch_size=4, collate_fn=collate)))
+    assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].dtype == torch.float32
+    assert batch["spec"].shape == (4, 1, 128, 128) and batch["spec"].dtype == torch.float32
+    assert batch["labels"].shape == (4, 4) and batch["labels"].sum(1).tolist() == [2.0] * 4
+    assert batch["classes"].dtype == torch.int64 and batch["classes"].shape == (4, 2)
+    for lab, cls in zip(batch["labels"], batch["classes"]):
+        assert torch.nonzero(lab).flatten().tolist() == sorted(cls.tolist())
+    assert batch["masks"].dtype == torch.uint8 and batch["masks"].shape == (4, 2, 32, 32)
+    assert batch["has_source"].dtype == torch.bool and batch["has_source"].all()
+    assert batch["index"].tolist() == [0, 1, 2, 3]
+    silent = SceneDataset(out / "everyday_single" / "test")[-1]
+    assert not silent["has_source"] and silent["labels"].sum() == 0
+    with pytest.raises(FileNotFoundError, match="meta.json"):
+        SceneDataset(out / "everyday_single", "nosuchsplit")
+
+
+def test_hflip_mirrors_image_and_masks_together(built):
+    from avgn_lib.data.datasets import SceneDataset
+
+    _, out, _ = built
+    plain = SceneDataset(out / "everyday_single", "train")[0]
+    flipped_any = False
+    ds = SceneDataset(out / "everyday_single", "train", hflip=True)
+    torch.manual_seed(0)
+    for _ in range(8):
+        item = ds[0]
+        if not torch.equal(item["masks"], plain["masks"]):
+            flipped_any = True
+            assert torch.equal(item["masks"], plain["masks"].flip(-1))
+            assert torch.equal(item["image"], plain["image"].flip(-1))
+    assert flipped_any
