@@ -185,8 +185,9 @@ class AVGN(nn.Module):
             self.phi_a = SelfAttentionStack(dim, depth, heads, mlp_ratio, mode=transformer)
             self.phi_v = SelfAttentionStack(dim, depth, heads, mlp_ratio, mode=transformer)
             # c_i (AVCT on) or plain grouping queries (AVCT off): one (C, D) table either way.
-            self.class_tokens = nn.Parameter(torch.empty(num_classes, dim))
-            nn.init.trunc_normal_(self.class_tokens, std=0.02)
+            # Unit expected norm, the scale of the L2-normalized features they are mixed with
+            # (the code starts from zeros, which leaves the token CE near a saddle for long).
+            self.class_tokens = nn.Parameter(torch.randn(num_classes, dim) * dim**-0.5)
             self.presence_head_a = nn.Linear(dim, 1)
             self.presence_head_v = nn.Linear(dim, 1)
         if use_class_tokens:
