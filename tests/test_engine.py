@@ -22,11 +22,11 @@ from avgn_lib.engine import TIMING_KEYS, StopTraining, TrainConfig, evaluate, fi
 class ToyModel(nn.Module):
     """Image features (B, 8, H/2, W/2) matched against class embeddings chosen by the audio."""
 
-    def __init__(self, num_classes: int = 3, dropout: float = 0.2) -> None:
+    def __init__(self, num_classes: int = 3, dropout: float = 0.2, batchnorm: bool = True) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.visual = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                                    nn.AvgPool2d(2))
+        norm = nn.BatchNorm2d(8) if batchnorm else nn.Identity()
+        self.visual = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), norm, nn.ReLU(), nn.AvgPool2d(2))
         self.audio = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(),
                                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))
         self.classifier = nn.Linear(8, num_classes)
