@@ -178,7 +178,9 @@ def best_window(wave: np.ndarray, length: int, step: int) -> int:
     energy = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
     starts = np.arange(0, wave.shape[0] - length + 1, max(1, step))
     window_energy = energy[starts + length] - energy[starts]
-    return int(starts[int(np.argmax(window_energy))])
+    # Constant-level audio gives windows equal up to float noise; those count as ties -> earliest.
+    best = window_energy.max()
+    return int(starts[int(np.argmax(window_energy >= best - 1e-6 * max(best, 1e-12)))])
 
 
 def prepare_audio(model: LoadedModel, waveform: np.ndarray, sample_rate: int,

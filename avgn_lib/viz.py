@@ -10,12 +10,19 @@ import numpy as np
 
 
 def colorize(heat: np.ndarray, cmap: str = "jet") -> np.ndarray:
-    """(H, W) in [0, 1] -> uint8 (H, W, 3) through a matplotlib colormap (looked up, not set)."""
-    from matplotlib import colormaps
+    """(H, W) in [0, 1] -> uint8 (H, W, 3).
 
+    ``jet`` is computed here (piecewise-linear, as matplotlib's) so the CLI does not pay for
+    importing matplotlib; other names are looked up in matplotlib's registry (never set globally).
+    """
     heat = np.clip(np.nan_to_num(np.asarray(heat, dtype=np.float32)), 0.0, 1.0)
-    rgba = colormaps[cmap](heat)  # (H, W, 4) float
-    return (rgba[..., :3] * 255.0 + 0.5).astype(np.uint8)
+    if cmap == "jet":
+        rgb = np.stack([np.clip(1.5 - np.abs(4.0 * heat - c), 0.0, 1.0) for c in (3.0, 2.0, 1.0)], -1)
+    else:
+        from matplotlib import colormaps
+
+        rgb = colormaps[cmap](heat)[..., :3]  # (H, W, 3) float
+    return (rgb * 255.0 + 0.5).astype(np.uint8)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:

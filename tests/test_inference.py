@@ -248,3 +248,15 @@ def test_contact_sheet():
     images = [np.zeros((20, 20, 3), np.uint8), np.zeros((10, 40, 3), np.uint8)] * 3
     sheet = contact_sheet(images, titles=[str(i) for i in range(6)], columns=4, tile=32, pad=2)
     assert sheet.shape == (2 * 34 + 2, 4 * 66 + 2, 3) and sheet.dtype == np.uint8
+
+
+def test_colorize_jet_matches_matplotlib():
+    from matplotlib import colormaps
+
+    from avgn_lib.viz import colorize
+
+    ramp = np.linspace(0, 1, 101, dtype=np.float32)[None]
+    ours = colorize(ramp).astype(int)
+    ref = (colormaps["jet"](ramp)[..., :3] * 255 + 0.5).astype(int)
+    # A close approximation (same endpoints and hue order), not a byte-exact copy.
+    assert np.abs(ours - ref).max() <= 32 and np.abs(ours - ref).mean() < 8
