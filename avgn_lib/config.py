@@ -57,3 +57,19 @@ def load_params(path: str | Path = "params.yaml", section: str | None = None) ->
     if section not in params:
         raise ValueError(f"{path}: no section {section!r}; sections are {sorted(params)}")
     return params[section]
+
+
+def split_sizes(text: str, keys: tuple[str, ...] = ("train", "val", "test", "silent")) -> dict[str, int]:
+    """``"3000/300/400/100"`` -> ``{"train": 3000, "val": 300, "test": 400, "silent": 100}``.
+
+    params.yaml keeps per-dataset sizes as one compact scalar so DVC can pass it to papermill.
+    """
+    parts = str(text).split("/")
+    if len(parts) != len(keys) or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"sizes {text!r}: expected {'/'.join(keys)} as non-negative integers")
+    return {k: int(p) for k, p in zip(keys, parts)}
+
+
+def parse_list(text: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]`` (comma-separated params.yaml scalars)."""
+    return [p.strip() for p in str(text).split(",") if p.strip()]
