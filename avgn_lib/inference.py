@@ -13,7 +13,8 @@ How user inputs are brought to what the model was trained on:
 * **Audio.** Any rate; resampled to the checkpoint's rate (polyphase). Shorter than the clip length
   (3 s): zero-padded at the end. Longer: the 3 s window with the highest energy (RMS, searched on a
   0.25 s grid; ties -> earliest) is used, because user clips often start or end with silence; the
-  chosen window is reported. The window is peak-normalized like the training waveforms.
+  chosen window is reported. The window is brought to the training level (``data_cfg.target_rms``,
+  peak limited to 0.99) and the log spectrogram standardized with ``data_cfg.spec_mean/spec_std``.
 * **Maps.** Each raw similarity map is min-max normalized on its own (a constant map becomes 0), so
   the values rank locations within one map and are not comparable across maps; use the
   probabilities for that.
@@ -39,7 +40,11 @@ REQUIRED_KEYS = ("format", "library_version", "method", "model_cfg", "num_classe
                  "data_cfg", "model")
 PRESENCE_THRESHOLD = 0.5
 WINDOW_STEP_S = 0.25
-PEAK = 0.9
+# Defaults of avgn_lib.data (BuildConfig.target_rms, SceneDataset.spec_mean/spec_std), used when a
+# checkpoint's data_cfg does not record them.
+TARGET_RMS = 0.1
+PEAK_LIMIT = 0.99
+SPEC_MEAN, SPEC_STD = 0.0, 12.0
 
 
 class CheckpointError(ValueError):
@@ -62,6 +67,9 @@ class LoadedModel:
     method: str
     path: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    target_rms: float = TARGET_RMS
+    spec_mean: float = SPEC_MEAN
+    spec_std: float = SPEC_STD
 
     @property
     def sample_rate(self) -> int:
@@ -90,7 +98,8 @@ def data_settings(data_cfg: dict, path: Path) -> tuple[tuple[int, int], Any]:
     """(image_size (H, W), SpecConfig) from a checkpoint's ``data_cfg``.
 
     Expects ``image_size`` (int or [H, W]) and ``spec`` (SpecConfig fields); a missing ``spec``
-    means the SpecConfig defaults.
+    means the SpecConfig defaults. The optional level settings ``target_rms``, ``spec_mean`` and
+    ``spec_std`` are read by :func:`load_model`.
     """
     from avgn_lib.config import from_dict
     from avgn_lib.data.audio import SpecConfig
@@ -141,6 +150,12 @@ def load_model(path: str | Path, device: str | torch.device = "auto",
         raise CheckpointError(f"{path}: {len(class_names)} class names for num_classes="
                               f"{ckpt['num_classes']}")
     image_size, spec_cfg = data_settings(ckpt["data_cfg"], path)
+    levels = {}
+    for key, default in (("target_rms", TARGET_RMS), ("spec_mean", SPEC_MEAN), ("spec_std", SPEC_STD)):
+        value = ckpt["data_cfg"].get(key)
+        levels[key] = float(default if value is None else value)
+    if levels["target_rms"] <= 0 or levels["spec_std"] <= 0:
+        raise CheckpointError(f"{path}: data_cfg target_rms and spec_std must be positive, got {levels}")
     try:
         model = (builder or _default_builder)(ckpt["method"], int(ckpt["num_classes"]),
                                               dict(ckpt["model_cfg"]))
@@ -155,7 +170,8 @@ def load_model(path: str | Path, device: str | torch.device = "auto",
     model.to(dev).eval()
     info = {k: ckpt.get(k) for k in ("method", "model_cfg", "epoch", "library_version",
                                      "torch_version", "vocab")}
-    return LoadedModel(model, class_names, image_size, spec_cfg, dev, str(ckpt["method"]), path, info)
+    return LoadedModel(model, class_names, image_size, spec_cfg, dev, str(ckpt["method"]), path,
+                       info, **levels)
 
 
 # ------------------------------------------------------------------------------- input handling
@@ -204,11 +220,19 @@ def prepare_audio(model: LoadedModel, waveform: np.ndarray, sample_rate: int,
         start = best_window(wave, length, int(WINDOW_STEP_S * model.sample_rate))
     else:
         start = int(np.clip(round(start_s * model.sample_rate), 0, max(0, wave.shape[0] - length)))
-    clip = fit_length(wave[start:], length, offset=0 if wave.shape[0] - start >= length else None)
-    peak = float(np.max(np.abs(clip)))
-    if peak > 0:
-        clip = clip * (PEAK / peak)
-    spec = log_spectrogram(torch.from_numpy(clip), model.spec_cfg)  # (F, T)
+    real = wave[start:start + length]
+    clip = fit_length(real, length, offset=0 if real.shape[0] == length else None)
+    # Match the training level: scenes are mixed to a fixed RMS with the peak limited to 0.99.
+    # The RMS is taken over the real samples only, so zero padding of a short clip does not
+    # make it louder.
+    level = float(np.sqrt(np.mean(real.astype(np.float64) ** 2)))
+    if level > 0:
+        clip = clip * (model.target_rms / level)
+        peak = float(np.max(np.abs(clip)))
+        if peak > PEAK_LIMIT:
+            clip = clip * (PEAK_LIMIT / peak)
+    spec = log_spectrogram(torch.from_numpy(clip.astype(np.float32)), model.spec_cfg)  # (F, T)
+    spec = (spec - model.spec_mean) / model.spec_std
     return spec[None], start / model.sample_rate
 
 

@@ -116,6 +116,21 @@ def test_best_window_finds_the_loud_part():
     assert inference.best_window(wave[:2 * rate], 3 * rate, 250) == 0
 
 
+def test_level_and_standardization_follow_data_cfg(tmp_path):
+    """A quiet and a loud copy of a sound look the same to the model; spec_mean/std apply."""
+    quiet_model = load_model(write_tiny_checkpoint(tmp_path / "a.pt"), device="cpu")
+    shifted = checkpoint_dict()
+    shifted["data_cfg"] = {**shifted["data_cfg"], "spec_mean": -5.0, "spec_std": 2.0}
+    torch.save(shifted, tmp_path / "b.pt")
+    shifted_model = load_model(tmp_path / "b.pt", device="cpu")
+    wave = noise(3, 22050)
+    a, _ = inference.prepare_audio(quiet_model, wave, 22050)
+    b, _ = inference.prepare_audio(quiet_model, wave * 20, 22050)
+    assert torch.allclose(a, b, atol=1e-4)
+    c, _ = inference.prepare_audio(shifted_model, wave, 22050)
+    assert torch.allclose(c, (a * 12.0 + 5.0) / 2.0, atol=1e-3)
+
+
 def test_short_and_long_audio_windows(tiny):
     spec, start = inference.prepare_audio(tiny, noise(0.5, 16000), 16000)
     assert spec.shape == (1, 32, 32) and start == 0.0
@@ -134,7 +149,7 @@ def test_sample_rate_is_honoured(tiny):
     a, _ = inference.prepare_audio(tiny, np.sin(2 * np.pi * 700 * t16).astype(np.float32), 16000)
     b, _ = inference.prepare_audio(tiny, np.sin(2 * np.pi * 700 * t44).astype(np.float32), 44100)
     wrong, _ = inference.prepare_audio(tiny, np.sin(2 * np.pi * 700 * t16).astype(np.float32), 44100)
-    assert (a - b).abs().mean() < 0.3 < (a - wrong).abs().mean()
+    assert (a - b).abs().mean() < 0.2 * (a - wrong).abs().mean()
 
 
 @pytest.mark.parametrize("bad", [np.zeros((0,), np.float32), np.zeros((3, 4), np.float32),
