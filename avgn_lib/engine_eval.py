@@ -164,7 +164,8 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: TrainConfig, mode: str = "
             maps, gt["masks"][:, 0], threshold, has_source=gt["has_source"],
             confidences=np.array([sample[0][2] for sample in preds], dtype=np.float64),
             binarize=binarize)
-    result: dict[str, Any] = {k: float(v) if isinstance(v, (int, float, np.number)) else v
+    # numpy scalars -> python numbers so the dict is JSON-serializable as is
+    result: dict[str, Any] = {k: v.item() if isinstance(v, np.generic) else v
                               for k, v in metrics.items()}
     result.update(num_samples=len(preds), mode=mode, task="multi" if multi else "single")
     if out_dir is not None:

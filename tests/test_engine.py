@@ -275,3 +275,34 @@ def test_evaluate_routes_maps_by_class():
     assert right["CAP"] == right["PIAP"] == 1.0
     swapped = evaluate(_GroundTruthMaps(data, swap=True), data, cfg, mode="oracle")
     assert swapped["PIAP"] == 1.0 and swapped["CAP"] < 0.9
+
+
+@pytest.mark.slow
+def test_real_avgn_resume_and_evaluate(tmp_path):
+    """The registry's AVGN through the same engine: exact resume, then both evaluation modes."""
+    from avgn_lib.models.registry import build_model
+
+    def build():
+        torch.manual_seed(0)
+        return build_model("avgn", 3, {"dim": 32, "width": 8, "depth": 1, "heads": 2})
+
+    data, val = ToyDataset(n=16, size=32), ToyDataset(n=8, size=32, seed=1)
+    cfg = small_cfg(epochs=2)
+    straight = build()
+    hist = fit(straight, data, val, cfg, tmp_path / "a", meta={"method": "avgn"})
+
+    def crash(event, state):
+        if event == "epoch_end":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(build(), data, val, cfg, tmp_path / "b", callbacks=[crash])
+    resumed = build()
+    assert _numbers(fit(resumed, data, val, cfg, tmp_path / "b", resume=True)) == _numbers(hist)
+    _assert_same_state(straight, resumed)
+    assert {"train_loc", "train_token_ce", "train_presence_a", "val_presence_v"} <= set(hist[0])
+    assert load_checkpoint(tmp_path / "a" / "best.pt")["method"] == "avgn"
+    duet = ToyDataset(n=6, size=32, sources=2, seed=3)
+    for mode in ("oracle", "agnostic"):
+        result = evaluate(straight, duet, cfg, mode=mode)
+        assert result["N"] == 12 and 0.0 <= result["CAP"] <= 1.0
