@@ -24,7 +24,9 @@ Paper vs. official code (stoneMo/AVGN); the default is always the paper, the cod
   visual-to-audio direction, as the code does.
 - ``class_reduction='sum'`` (default, Eq. 9 sums over classes); ``'mean'`` averages as the code's
   ``F.cross_entropy``/``F.binary_cross_entropy`` do.
-- ``assign_eps``: 1e-6 (default) only guards empty groups in Eq. 8; the code adds 1.0.
+- ``assign_eps``: 1e-6 (default) only guards the soft Eq. 8 denominator; the code adds 1.0,
+  which also shrinks groups with little mass (e.g. the audio token, P = 1). Hard assignment
+  divides by max(count, 1), i.e. the exact mean of the assigned features.
   The grouping logits are scaled by 1/sqrt(D) as in the code (Eq. 7 has no scale).
   The code's grouping block is GroupViT's (token MLP, cross-attention, MLP); we implement Eq. 7-8.
 
@@ -78,7 +80,8 @@ class Grouping(nn.Module):
     """Grouping block g (Eq. 7-8): (B, P, D) features, (B, C, D) class tokens -> (B, C, D).
 
     A = assign(W_q f . W_k c / sqrt(D)) over classes, (B, P, C);
-    g_i = c_i + W_o (sum_p A_pi W_v f_p) / (sum_p A_pi + eps).
+    g_i = c_i + W_o (sum_p A_pi W_v f_p) / (sum_p A_pi + eps)   (soft),
+    g_i = c_i + W_o (sum_p A_pi W_v f_p) / max(sum_p A_pi, 1)   (hard: mean of assigned f_p).
     """
 
     def __init__(self, dim: int, assignment: str, gumbel_tau: float, eps: float) -> None:
@@ -92,7 +95,11 @@ class Grouping(nn.Module):
         logits = self.q(feats) @ self.k(tokens).transpose(1, 2) * self.scale  # (B, P, C)
         a = assign(logits, self.hard, self.training, self.gumbel_tau)
         pooled = a.transpose(1, 2) @ self.v(feats)  # (B, C, D)
-        pooled = pooled / (a.sum(1)[..., None] + self.eps)
+        mass = a.sum(1)[..., None]  # (B, C, 1)
+        # Hard: the mean over the assigned locations (0 for an empty group). Clamping at 1 instead
+        # of adding a tiny eps keeps that forward exact and bounds the straight-through gradient,
+        # which would be ~1/eps for empty groups. Soft: the softmax Jacobian tames the small eps.
+        pooled = pooled / (mass.clamp(min=1.0) if self.hard else mass + self.eps)
         return tokens + self.o(pooled), a
 
 
