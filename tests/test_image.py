@@ -80,3 +80,12 @@ def test_to_tensor_normalizes_single_and_batch():
     torch.testing.assert_close(batch[0], t)
     with pytest.raises(ValueError):
         to_tensor(img.astype(np.float32))
+
+
+def test_svg_with_point_units_is_rendered(tmp_path):
+    # Old Inkscape files give the root size in pt with trailing zeros; resvg alone rejects some.
+    path = tmp_path / "pt.svg"
+    path.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="30.00000pt" height="15.000pt">'
+                    '<rect width="20" height="20" fill="red"/></svg>')
+    rgba = load_rgba(path, svg_size=40)
+    assert rgba.shape[1] == 40 and abs(rgba.shape[0] - 20) <= 1

@@ -256,7 +256,8 @@ def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
         raise ValueError(f"{raw_dir / 'manifest.csv'}: need >= 3 background photos, got "
                          f"{len(bg_rows)}")
     bg_ids = [r["item_id"] for r in bg_rows]
-    backgrounds = [_shrink(load_image(raw_dir / r["path"]), cfg.background_size) for r in bg_rows]
+    backgrounds = [load_image(raw_dir / r["path"], max_side=cfg.background_size)
+                   for r in bg_rows]
     bg_split = {s: [bg_ids.index(i) for i in ids]
                 for s, ids in split_assets(bg_ids, rng).items()}
     return Inventory(sprites, sprite_ids, backgrounds, bg_ids, bg_split, recordings, pools, vocabs)

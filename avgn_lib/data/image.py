@@ -7,6 +7,7 @@ on a side) raises ``ValueError`` naming the file.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +23,50 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 _SVG_SUFFIXES = {".svg", ".svgz"}
 
 
+_UNITS_PX = {"": 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54,
+             "in": 96.0}
+_SVG_TAG = re.compile(r"<svg\b[^>]*>", re.S)
+_SIZE_ATTR = re.compile(r"""\b(width|height)\s*=\s*["']\s*([0-9.eE+-]+)\s*([a-z%]*)\s*["']""")
+
+
+def _svg_in_px(text: str) -> str:
+    """Rewrite the root <svg> width/height in px: some old Inkscape files ("595.00000pt")
+    or percent sizes make resvg reject the document. Without a viewBox, user units stay px."""
+    tag = _SVG_TAG.search(text)
+    if tag is None:
+        return text
+
+    def to_px(m: re.Match) -> str:
+        value, unit = float(m.group(2)), m.group(3).lower()
+        if unit not in _UNITS_PX:
+            return ""  # percent or unknown: drop, so resvg falls back to the viewBox
+        return f'{m.group(1)}="{value * _UNITS_PX[unit]:.3f}"'
+
+    fixed = _SIZE_ATTR.sub(to_px, tag.group(0))
+    return text[:tag.start()] + fixed + text[tag.end():]
+
+
 def _render_svg(path: Path, size: int | None) -> Image.Image:
     """Rasterize an SVG so that its longer side is ``size`` px (native size when None)."""
     import resvg_py
 
+    def render(**kw) -> bytes:
+        try:
+            return bytes(resvg_py.svg_to_bytes(svg_path=str(path), **kw))
+        except Exception:  # noqa: BLE001 - retry once with the root size normalized to px
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            return bytes(resvg_py.svg_to_bytes(svg_string=_svg_in_px(text), **kw))
+
     try:
-        png = bytes(resvg_py.svg_to_bytes(svg_path=str(path)))
-        if size is not None:
-            with Image.open(io.BytesIO(png)) as native:
-                w, h = native.size
-            scale = size / max(w, h)
-            png = bytes(resvg_py.svg_to_bytes(svg_path=str(path),
-                                              width=max(1, round(w * scale)),
-                                              height=max(1, round(h * scale))))
+        if size is None:
+            png = render()
+        else:
+            # Given one side, resvg keeps the aspect ratio; a portrait drawing needs the height
+            # fixed instead. Rendering small directly avoids a costly native-size pass.
+            png = render(width=size)
+            with Image.open(io.BytesIO(png)) as first:
+                if first.size[1] > first.size[0]:
+                    png = render(height=size)
     except Exception as err:  # noqa: BLE001 - resvg raises plain exceptions for bad markup
         raise ValueError(f"{path}: cannot rasterize SVG ({err})") from err
     if not png:
@@ -44,7 +76,8 @@ def _render_svg(path: Path, size: int | None) -> Image.Image:
     return img
 
 
-def _open(path: str | Path, svg_size: int | None) -> tuple[Path, Image.Image]:
+def _open(path: str | Path, svg_size: int | None,
+          max_side: int | None = None) -> tuple[Path, Image.Image]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: image file not found")
@@ -55,7 +88,11 @@ def _open(path: str | Path, svg_size: int | None) -> tuple[Path, Image.Image]:
     else:
         try:
             img = Image.open(path)
+            if max_side is not None:
+                img.draft("RGB", (max_side, max_side))  # JPEG: decode at a reduced scale
             img.load()
+            if max_side is not None and max(img.size) > max_side:
+                img.thumbnail((max_side, max_side), Image.LANCZOS)
         except (UnidentifiedImageError, OSError, SyntaxError) as err:
             raise ValueError(f"{path}: unreadable or truncated image ({err})") from err
     if min(img.size) < 2:
@@ -85,9 +122,17 @@ def load_rgba(path: str | Path, svg_size: int | None = None) -> np.ndarray:
     return np.asarray(_to_rgba(img), dtype=np.uint8).copy()
 
 
-def load_image(path: str | Path, svg_size: int | None = None) -> np.ndarray:
-    """Load an image as uint8 ``(H, W, 3)`` RGB; transparency is composited on white."""
-    rgba = load_rgba(path, svg_size).astype(np.float32)
+def load_image(path: str | Path, svg_size: int | None = None,
+               max_side: int | None = None) -> np.ndarray:
+    """Load an image as uint8 ``(H, W, 3)`` RGB; transparency is composited on white.
+
+    ``max_side`` downsizes large photos while decoding (JPEG draft mode, then a Lanczos
+    thumbnail), which is much cheaper than decoding at full size and shrinking afterwards.
+    """
+    path, img = _open(path, svg_size, max_side)
+    if img.mode == "RGB":
+        return np.asarray(img, dtype=np.uint8).copy()
+    rgba = np.asarray(_to_rgba(img), dtype=np.float32)
     alpha = rgba[..., 3:4] / 255.0
     rgb = rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
