@@ -48,7 +48,7 @@ setup() {
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q -r requirements.txt
     "$VENV/bin/pip" install -q --no-deps -r requirements-nodeps.txt
-    "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e .
+    "$VENV/bin/pip" install -q --no-deps -e .
     rm -f "$VENV"/.stamp-*
     touch "$stamp"
   fi
