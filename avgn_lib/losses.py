@@ -21,9 +21,11 @@ def max_pooled_similarity(audio: Tensor, visual: Tensor) -> Tensor:
     Returns:
         (N, B, B) with ``[n, b, m] = max_p cos(audio[b, n], visual[m, n, p])``.
     """
-    a = F.normalize(audio.float(), dim=-1)
-    v = F.normalize(visual.float(), dim=-1)
-    sims = torch.einsum("bnd,mnpd->nbmp", a, v)  # (N, B, B, P)
+    # fp32 even under bf16 autocast: the logits are divided by a small tau afterwards.
+    with torch.autocast(device_type=audio.device.type, enabled=False):
+        a = F.normalize(audio.float(), dim=-1)
+        v = F.normalize(visual.float(), dim=-1)
+        sims = torch.einsum("bnd,mnpd->nbmp", a, v)  # (N, B, B, P)
     return sims.amax(dim=-1)
 
 

@@ -168,6 +168,18 @@ def test_variants_forward_backward_localize(kw):
         assert (res["classes"] == -1).all()
 
 
+def test_fast_path_bf16_channels_last():
+    model = tiny().to(memory_format=torch.channels_last).train()
+    batch = make_batch()
+    batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = model.loss(model(batch), batch)
+        res = model.eval().localize(batch["image"], batch["spec"], classes=batch["classes"])
+    sum(terms.values()).backward()
+    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in terms.values())
+    assert res["maps"].dtype == torch.float32 and torch.isfinite(res["maps"]).all()
+
+
 def test_oracle_and_class_agnostic_localize():
     model = tiny().eval()
     batch = make_batch()

@@ -11,7 +11,8 @@ Pipeline (shapes for batch B, classes C, locations P = h*w, embedding D):
    (softmax over classes, or hard one-hot), and g_i = c_hat_i + W_o(weighted mean of W_v f_hat);
 4. presence heads p^a_i = sigmoid(FC(g^a_i)), p^v_i = sigmoid(FC(g^v_i)) trained with BCE (Eq. 9);
 5. localization loss (Eq. 10): for each ground-truth source n with class k, the max over P of
-   cos(g^a_k, f^v_p * g^v_k), contrasted across the batch.
+   cos(g^a_k, f^v_p * g^v_k), contrasted across the batch; the negatives are the other samples'
+   n-th source bags F^v_{m,n} (their own class), exactly as Eq. 10 indexes them.
 
 Paper vs. official code (stoneMo/AVGN); the default is always the paper, the code is a switch:
 
@@ -343,7 +344,8 @@ class AVGN(nn.Module):
             n = classes.shape[1] if classes is not None else (num_sources or 1)
             valid = classes >= 0 if classes is not None else torch.ones(b, n, dtype=torch.bool,
                                                                         device=image.device)
-            sim = torch.einsum("bd,bpd->bp", out["feat_a"].float(), out["feat_v"].float())
+            # mul + sum rather than einsum: autocast would run einsum in bf16.
+            sim = (out["feat_a"].float()[:, None] * out["feat_v"].float()).sum(-1)  # (B, P)
             maps = sim[:, None].expand(b, n, -1) * valid[..., None]
             scores = maps.amax(-1)
             return {"maps": maps.reshape(b, n, h, w), "scores": scores,
@@ -356,7 +358,7 @@ class AVGN(nn.Module):
         audio, bags = self._select(out, classes)
         audio = F.normalize(audio.float(), dim=-1)
         bags = F.normalize(bags.float(), dim=-1)
-        maps = torch.einsum("bnd,bnpd->bnp", audio, bags) * valid[..., None]
+        maps = (audio[:, :, None] * bags).sum(-1) * valid[..., None]  # fp32 even under autocast
         scores = prob.gather(1, classes.clamp(min=0)) * valid
         return {"maps": maps.reshape(b, -1, h, w), "classes": classes, "scores": scores,
                 "presence_a": prob}
