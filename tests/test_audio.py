@@ -94,3 +94,40 @@ def test_spectrogram_is_louder_for_louder_input():
     # Level typical of our RMS-normalized clips; +20 dB is log(100) = 4.6 above the eps floor.
     x = torch.randn(cfg.num_samples) * 0.05
     assert (log_spectrogram(10 * x, cfg) - log_spectrogram(x, cfg)).mean() > 3.5
+
+
+def _small_soundfont():
+    pretty_midi = pytest.importorskip("pretty_midi")
+    from pathlib import Path
+
+    path = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    if not path.is_file():
+        pytest.skip("pretty_midi ships no TimGM6mb.sf2 here")
+    return path
+
+
+def test_soundfont_pool_is_deterministic_and_audible():
+    from avgn_lib.data.render import render_pool
+
+    path = _small_soundfont()
+    a = render_pool(path, ["violin", "drum", "no_such_class"], 2, 1.0, seed=3)
+    b = render_pool(path, ["violin", "drum", "no_such_class"], 2, 1.0, seed=3)
+    assert sorted(a) == ["drum", "violin"]  # classes without a GM voice are skipped
+    assert a["violin"].shape == (2, 22050) and a["violin"].dtype == np.float32
+    np.testing.assert_array_equal(a["violin"], b["violin"])
+    assert not np.array_equal(a["violin"][0], a["violin"][1])  # a new melody per clip
+    assert np.sqrt((a["drum"] ** 2).mean()) > 0.005
+
+
+def test_mix_normalizes_loudness_and_limits_peak():
+    from avgn_lib.data.audio import mix, rms
+
+    rng = np.random.default_rng(0)
+    quiet = 0.001 * np.sin(np.arange(22050) / 5.0).astype(np.float32)
+    loud = 0.9 * np.sign(np.sin(np.arange(22050) / 50.0)).astype(np.float32)
+    out = mix([quiet, loud], 0.1, rng, noise_snr_db=30.0)
+    assert abs(rms(out) - 0.1) < 1e-3 and np.abs(out).max() <= 0.99
+    noise_only = mix([], 0.1, rng, noise_snr_db=20.0, length=1000)
+    assert noise_only.shape == (1000,) and abs(rms(noise_only) - 0.1) < 1e-3
+    with pytest.raises(ValueError):
+        mix([], 0.1, rng)

@@ -54,7 +54,8 @@ def test_bad_inputs_raise_naming_file(tmp_path):
     with pytest.raises(ValueError, match="junk.jpg"):
         load_image(junk)
     good = tmp_path / "good.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good)
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(good)
     truncated = tmp_path / "trunc.png"
     truncated.write_bytes(good.read_bytes()[:200])
     with pytest.raises(ValueError, match="trunc.png"):

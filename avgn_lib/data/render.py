@@ -29,7 +29,8 @@ class Voice:
 # General MIDI proxies for the instrument vocabulary (GCompris names and MUSIC-21 names).
 # Ranges keep each instrument near its natural register so timbre, not pitch, identifies it.
 VOICES: dict[str, Voice] = {
-    "accordion": Voice(21, 53, 77), "acoustic_guitar": Voice(24, 40, 72), "bagpipe": Voice(109, 60, 76), "banjo": Voice(105, 50, 74),
+    "accordion": Voice(21, 53, 77), "acoustic_guitar": Voice(24, 40, 72),
+    "bagpipe": Voice(109, 60, 76), "banjo": Voice(105, 50, 74),
     "bassoon": Voice(70, 34, 58), "bongo": Voice(drum_keys=(60, 61)),
     "castanets": Voice(drum_keys=(85,)), "cello": Voice(42, 36, 60),
     "clarinet": Voice(71, 50, 77), "congas": Voice(drum_keys=(62, 63, 64)),
@@ -38,7 +39,8 @@ VOICES: dict[str, Voice] = {
     "electric_guitar": Voice(29, 40, 72), "erhu": Voice(110, 55, 84),
     "flute": Voice(73, 60, 91), "flute_traversiere": Voice(73, 60, 91),
     "guitar": Voice(24, 40, 72), "guzheng": Voice(107, 48, 84), "harmonica": Voice(22, 60, 84),
-    "harp": Voice(46, 36, 84), "horn": Voice(60, 41, 72), "french_horn": Voice(60, 41, 72), "maracas": Voice(drum_keys=(70,)),
+    "harp": Voice(46, 36, 84), "horn": Voice(60, 41, 72), "french_horn": Voice(60, 41, 72),
+    "maracas": Voice(drum_keys=(70,)),
     "organ": Voice(19, 36, 84), "piano": Voice(0, 36, 84), "pipa": Voice(106, 48, 84),
     "saxophone": Voice(65, 49, 80), "snare_drum": Voice(drum_keys=(38, 40)),
     "tambourine": Voice(drum_keys=(54,)), "timpani": Voice(47, 40, 57),
