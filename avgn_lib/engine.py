@@ -285,9 +285,10 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
     Each epoch: train pass (weighted sum of ``model.loss`` terms, every term logged), validation
     losses on ``val_set`` plus ``evaluate_fn(model, val_set)`` metrics (prefixed ``val_``), then
     ``out_dir/history.{csv,json}``, ``out_dir/last.pt`` (atomic, full state) and ``out_dir/best.pt``
-    when ``cfg.select_metric`` improves. ``resume=True`` continues from ``out_dir/last.pt`` and
+    when ``cfg.select_metric`` improves (strictly; no ``best.pt`` without ``val_set``). ``resume=True`` continues from ``out_dir/last.pt`` and
     gives bit-identical results to an uninterrupted run. ``meta`` fills the checkpoint's
-    ``method, model_cfg, num_classes, class_names, vocab, data_cfg``. Callbacks get
+    ``method, model_cfg, num_classes, class_names, vocab, data_cfg`` (``num_classes`` and
+    ``class_names`` default to ``model.num_classes`` / ``train_set.class_names``). Callbacks get
     ``(event, state)`` for ``"step_end"`` and ``"epoch_end"`` (after the checkpoint is written) and
     may raise :class:`StopTraining`.
     """
@@ -296,8 +297,11 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
     if unknown:
         raise ValueError(f"fit(meta=...): unknown keys {unknown}; accepted {list(META_KEYS)}")
     meta = {k: meta.get(k) for k in META_KEYS}
+    # Fall back to what the model/dataset already know, so a checkpoint always names its classes.
     if meta["num_classes"] is None:
         meta["num_classes"] = getattr(model, "num_classes", None)
+    if meta["class_names"] is None and getattr(train_set, "class_names", None) is not None:
+        meta["class_names"] = list(train_set.class_names)
     out_dir = Path(out_dir)
     device, dist_info = setup_device(cfg.device)
     seed_everything(cfg.seed)

@@ -212,6 +212,15 @@ def test_stop_training_and_missing_loss_weight(tmp_path):
         fit(model, ToyDataset(), None, small_cfg(), tmp_path / "bad")
 
 
+def test_bf16_channels_last_and_class_names(tmp_path):
+    train = ToyDataset()
+    train.class_names = ["violin", "flute", "drum"]
+    cfg = small_cfg(epochs=1, bf16=True, channels_last=True)
+    history = fit(ToyModel(), train, ToyDataset(n=10, seed=1), cfg, tmp_path / "bf16")
+    assert np.isfinite(history[0]["train_loss"]) and np.isfinite(history[0]["val_loss"])
+    assert load_checkpoint(tmp_path / "bf16" / "last.pt")["class_names"] == train.class_names
+
+
 def test_select_metric_must_exist(tmp_path):
     with pytest.raises(ValueError, match="val_AP.*available"):
         _run(tmp_path, "sel", small_cfg(epochs=1, select_metric="val_AP", select_mode="max"))
