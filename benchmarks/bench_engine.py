@@ -10,6 +10,7 @@ Runs alternate (bare, fit, bare, fit, ...) so machine noise hits both; medians a
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -72,7 +73,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    import json
 
     torch.set_num_threads(args.threads)
     model_cfg = json.loads(args.model_cfg)
