@@ -55,8 +55,12 @@ def smoke_sizes() -> dict[str, dict[str, int]]:
 class BuildConfig:
     """Everything the build reads. Defaults are the CPU default profile.
 
-    Paper-like sizes would be ``image_size=224``, ``spec=SpecConfig.paper()`` (257 x 300) and
-    tens of thousands of training scenes; at 224 px the arrays grow 4x per scene.
+    Measured on the 2-core machine (377-item manifest, 18 everyday + 14 instrument classes):
+    default profile 12,000 scenes in 275 s wall with 2 workers (load average ~3 from other
+    jobs), peak RSS 1.2 GB per process, 3.4 GB on disk (waves.npy is 1.5 GB of it, clips 0.75);
+    smoke profile in 12 s, of which ~8 s is loading the three soundfonts. About 20 ms per scene
+    at 112 px. Paper-like sizes would be ``image_size=224``, ``spec=SpecConfig.paper()``
+    (257 x 300) and tens of thousands of training scenes; images and masks then grow 4x.
     """
 
     seed: int = 0
