@@ -214,3 +214,16 @@ def test_hflip_mirrors_image_and_masks_together(built):
             assert torch.equal(item["masks"], plain["masks"].flip(-1))
             assert torch.equal(item["image"], plain["image"].flip(-1))
     assert flipped_any
+
+
+def test_parse_sizes_and_spec_preset():
+    from avgn_lib.data.audio import spec_preset
+    from avgn_lib.data.build import parse_sizes
+
+    assert parse_sizes({"everyday_trio": "0/0/200/0"}) == {
+        "everyday_trio": {"train": 0, "val": 0, "test": 200, "silent": 0}}
+    with pytest.raises(ValueError, match="everyday_trio"):
+        parse_sizes({"everyday_trio": "0/0/200"})
+    assert spec_preset("paper").shape == (257, 300) and spec_preset("cpu").shape == (128, 128)
+    with pytest.raises(ValueError):
+        spec_preset("huge")

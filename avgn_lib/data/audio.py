@@ -154,6 +154,14 @@ class SpecConfig:
             raise ValueError(f"SpecConfig: sizes must be positive: {self}")
 
 
+def spec_preset(name: str) -> SpecConfig:
+    """``cpu`` (128 mel x 128 frames) or ``paper`` (257 x 300 log-linear, EZ-VSL/AVGN)."""
+    presets = {"cpu": SpecConfig.cpu, "paper": SpecConfig.paper}
+    if name not in presets:
+        raise ValueError(f"unknown spectrogram preset {name!r}; choose one of {sorted(presets)}")
+    return presets[name]()
+
+
 def _window(cfg: SpecConfig, device: torch.device) -> torch.Tensor:
     if cfg.window == "tukey":
         # scipy.signal.spectrogram's default window

@@ -51,6 +51,19 @@ def smoke_sizes() -> dict[str, dict[str, int]]:
             for name in DATASETS}
 
 
+def parse_sizes(tables: dict[str, str]) -> dict[str, dict[str, int]]:
+    """``{"instruments_solo": "3000/300/400/100", ...}`` (train/val/test/silent, as params.yaml
+    writes them) -> the nested ``BuildConfig.sizes`` table."""
+    out = {}
+    for name, text in tables.items():
+        parts = str(text).split("/")
+        if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"sizes of {name!r}: expected 'train/val/test/silent' counts, "
+                             f"got {text!r}")
+        out[name] = dict(zip((*SPLITS, "silent"), (int(p) for p in parts)))
+    return out
+
+
 @dataclass
 class BuildConfig:
     """Everything the build reads. Defaults are the CPU default profile.
