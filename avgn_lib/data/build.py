@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile
 import torch
 from numpy.lib.format import open_memmap
 from PIL import Image
@@ -87,6 +88,7 @@ class BuildConfig:
     noise_prob: float = 0.5      # chance a scene gets background noise
     noise_snr_db: list[float] = field(default_factory=lambda: [15.0, 35.0])
     min_assets: int = 2          # per modality per class, so the test split can be disjoint
+    min_split_seconds: float = 1.5  # a lone recording at least this long is halved into 2 units
     workers: int = 2
     spec: SpecConfig = field(default_factory=SpecConfig.cpu)
     sizes: dict[str, dict[str, int]] = field(default_factory=default_sizes)
@@ -222,6 +224,14 @@ def _shrink(arr: np.ndarray, longest: int) -> np.ndarray:
         (max(2, round(w * r)), max(2, round(h * r))), Image.LANCZOS))
 
 
+def sf_info_seconds(path: Path) -> float:
+    """Duration of an audio file from its header (no decoding)."""
+    try:
+        return float(soundfile.info(str(path)).duration)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: unreadable audio header ({exc})") from None
+
+
 def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
     """Decode the manifest's assets, keep classes with enough of each, and split by asset."""
     rows = _read_manifest(raw_dir)
@@ -246,6 +256,13 @@ def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
             for sf_id, pool in pools.items():
                 for c in pool:
                     audio.setdefault(c, []).append(f"sf:{sf_id}")
+        for c, units in audio.items():
+            # A class with a single recording long enough to halve: the two halves become two
+            # disjoint audio units, so test scenes still never play audio that training heard.
+            if len(units) == 1 and units[0].startswith("rec:"):
+                row = next(r for r in rows if r["item_id"] == units[0][4:])
+                if sf_info_seconds(raw_dir / row["path"]) >= cfg.min_split_seconds:
+                    audio[c] = [f"seg:{row['item_id']}#0", f"seg:{row['item_id']}#1"]
         keep = sorted(c for c in images if len(images[c]) >= cfg.min_assets
                       and len(audio.get(c, [])) >= cfg.min_assets)
         if len(keep) < 4:  # trio scenes need 3 classes plus at least one other for distractors
@@ -267,6 +284,12 @@ def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
                     item = unit[4:]
                     row = next(r for r in rows if r["item_id"] == item)
                     recordings[item] = load_audio(raw_dir / row["path"], cfg.spec.sample_rate)
+                elif unit.startswith("seg:"):
+                    item, half = unit[4:].rsplit("#", 1)
+                    row = next(r for r in rows if r["item_id"] == item)
+                    wave = load_audio(raw_dir / row["path"], cfg.spec.sample_rate)
+                    mid = wave.shape[0] // 2
+                    recordings[unit[4:]] = wave[:mid] if half == "0" else wave[mid:]
         vocabs[vname] = Vocab(keep, split_img, split_aud)
     bg_rows = sorted(by("background"), key=lambda r: r["item_id"])
     if len(bg_rows) < 3:
