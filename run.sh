@@ -14,6 +14,7 @@ export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$HOME/.cache/avgn/pip}"
 AVGN_DOWNLOADS="${AVGN_DOWNLOADS:-$HOME/.cache/avgn/downloads}"
 PY="${PYTHON:-}"
 VENV="$ROOT/.venv"
+export PATH="$VENV/bin:$PATH"  # dvc stages call papermill / python3 from the project environment
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
