@@ -227,3 +227,31 @@ def test_parse_sizes_and_spec_preset():
     assert spec_preset("paper").shape == (257, 300) and spec_preset("cpu").shape == (128, 128)
     with pytest.raises(ValueError):
         spec_preset("huge")
+
+
+def test_single_recording_class_is_halved_into_disjoint_units(tmp_path):
+    """frog keeps one 4 s recording -> its halves are two units, train and test never share one;
+    bell keeps one recording cut to 1 s (< min_split_seconds) -> bell is dropped."""
+    from avgn_lib.data.build import load_inventory
+
+    raw = make_raw(tmp_path / "raw")
+    rows = list(csv.DictReader(open(raw / "manifest.csv")))
+    _tone(raw / "everyday" / "bell1.wav", 300, 1.0, 22050)
+    rows = [r for r in rows if r["item_id"] not in ("everyday/frog0.wav", "everyday/bell0.wav")]
+    for r in rows:
+        if r["item_id"] == "everyday/bell1.wav":
+            r["sha256"] = hashlib.sha256((raw / r["path"]).read_bytes()).hexdigest()
+    with open(raw / "manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    inv = load_inventory(raw, tiny_cfg())
+    vocab = inv.vocabs["everyday"]
+    assert "frog" in vocab.classes and "bell" not in vocab.classes
+    train, test = vocab.audio["train"]["frog"], vocab.audio["test"]["frog"]
+    assert len(train) == len(test) == 1 and train != test
+    assert {train[0], test[0]} == {"seg:everyday/frog1.wav#0", "seg:everyday/frog1.wav#1"}
+    halves = [inv.recordings[u[4:]] for u in (train[0], test[0])]
+    full = 4.0 * 22050  # the 16 kHz recording is resampled to 22,050 Hz
+    assert abs(sum(h.shape[0] for h in halves) - full) <= 2
+    assert not np.array_equal(halves[0][:1000], halves[1][:1000])
