@@ -36,8 +36,24 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, *, where: str = "") -
         hint = hints.get(key)
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             value = from_dict(hint, value, where=f"{where or cls.__name__}.{key}")
+        elif hint is bool:
+            value = as_bool(value, where=f"{where or cls.__name__}.{key}")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def as_bool(value: Any, *, where: str = "value") -> bool:
+    """A real bool from a bool or the strings true/false (any case).
+
+    Command lines hand booleans over as text (DVC renders ``false``, papermill ``-p`` keeps it a
+    string), and the string ``"false"`` is truthy in Python, so a switch would silently stay on.
+    Anything else raises ``ValueError``.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{where}: expected a boolean (true/false), got {value!r}")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

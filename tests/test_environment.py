@@ -65,3 +65,23 @@ def test_every_stage_runs_its_notebook_with_papermill_into_results():
         assert m, f"stage {name} does not run a notebook with papermill"
         assert (ROOT / m.group(1)).exists()
         assert "-k python3" in cmd
+
+
+def test_boolean_switches_given_as_text_are_parsed_not_truthy():
+    """`-p use_class_tokens false` arrives as the string "false"; it must switch the feature off."""
+    import dataclasses
+
+    import pytest
+
+    from avgn_lib.config import as_bool, from_dict
+
+    @dataclasses.dataclass
+    class Cfg:
+        flag: bool = True
+        n: int = 1
+
+    assert from_dict(Cfg, {"flag": "false"}).flag is False
+    assert from_dict(Cfg, {"flag": "True"}).flag is True
+    assert as_bool(False) is False
+    with pytest.raises(ValueError, match="Cfg.flag"):
+        from_dict(Cfg, {"flag": "no"})
