@@ -5,7 +5,14 @@ for every method; ``fit`` calls it for validation through ``evaluate_fn``, the t
 directly, so there is no copy of the evaluation loop.
 
 A method only has to follow the model contract of docs/ARCHITECTURE.md (``forward(batch)``,
-``loss(outputs, batch)``, ``loss_weights``, ``localize``); nothing here knows about AVGN.
+``loss(outputs, batch)``, ``loss_weights``, ``localize`` and optionally ``param_groups(lr)``);
+nothing here knows about AVGN. Evaluation lives in :mod:`avgn_lib.engine_eval`, which does not
+import this module.
+
+Resume: ``last.pt`` may live in a ``checkpoint_dir`` outside the stage's outputs (DVC deletes a
+stage's outputs before re-running it). ``resume="auto"`` continues from it when the saved
+training config, model config and caller fingerprint all equal the current ones, and starts fresh
+otherwise, so an interrupted ``dvc repro`` loses at most the epoch in progress.
 
 Distributed training: launch with ``torchrun --nproc_per_node N``; :func:`fit` sees ``WORLD_SIZE``
 and ``RANK``, joins the process group (nccl on CUDA, gloo on CPU), shards the training set with a
@@ -34,17 +41,15 @@ from tqdm.auto import tqdm
 
 from avgn_lib.checkpoint import load_checkpoint, save_checkpoint
 from avgn_lib.config import from_dict, to_dict
-from avgn_lib.device import autocast, pick_device
+from avgn_lib.device import PRECISIONS, autocast, pick_device, resolve_precision, to_device
 from avgn_lib.seeding import (
     capture_rng_state, loader_generator, restore_rng_state, seed_everything, worker_init_fn,
 )
 
-# History keys that measure wall-clock time; they differ between otherwise identical runs.
-TIMING_KEYS = ("time_epoch_s", "train_samples_per_s")
 # TrainConfig fields that may change between an interrupted run and its resumption without
 # changing the numbers (epochs may grow: the schedule is then stretched, which is the user's call).
 _RESUME_FREE_FIELDS = {"epochs", "num_workers", "log_every", "device", "progress"}
-META_KEYS = ("method", "model_cfg", "num_classes", "class_names", "vocab", "data_cfg")
+META_KEYS = ("method", "model_cfg", "num_classes", "class_names", "vocab", "data_cfg", "fingerprint")
 
 
 @dataclass
@@ -60,7 +65,7 @@ class TrainConfig:
     epochs: int = 10
     num_workers: int = 0
     seed: int = 0
-    bf16: bool = False               # torch.autocast(bfloat16) for forward + loss
+    precision: str = "auto"          # auto (bf16 only where native) | fp32 | bf16; see device.py
     channels_last: bool = False
     grad_clip: float = 0.0           # max global grad norm; 0 disables clipping
     log_every: int = 10              # steps between progress-bar updates
@@ -75,6 +80,8 @@ class TrainConfig:
         # YAML 1.1 reads "1e-4" as a string; coerce numbers so params.yaml stays natural.
         for name in ("lr", "weight_decay", "warmup_epochs", "grad_clip"):
             setattr(self, name, float(getattr(self, name)))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.optimizer not in ("adam", "adamw"):
             raise ValueError(f"train.optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
         if self.schedule not in ("constant", "cosine"):
@@ -151,20 +158,6 @@ def make_loader(dataset: Dataset, cfg: TrainConfig, *, train: bool, epoch: int =
                       drop_last=train and cfg.drop_last)
 
 
-def to_device(batch: dict[str, torch.Tensor], device: torch.device, channels_last: bool = False,
-              skip: Sequence[str] = ()) -> dict[str, torch.Tensor]:
-    """Move a contract batch to ``device``; 4-D float inputs optionally become channels_last."""
-    out = {}
-    for key, value in batch.items():
-        if key in skip or not isinstance(value, torch.Tensor):
-            continue
-        value = value.to(device, non_blocking=True)
-        if channels_last and value.dim() == 4 and value.is_floating_point():
-            value = value.contiguous(memory_format=torch.channels_last)
-        out[key] = value
-    return out
-
-
 def weighted_loss(model: nn.Module, outputs: dict[str, torch.Tensor],
                   batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``sum_k model.loss_weights[k] * term_k`` and the named terms (scalars)."""
@@ -181,9 +174,25 @@ def weighted_loss(model: nn.Module, outputs: dict[str, torch.Tensor],
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Adam/AdamW over the model's parameter groups.
+
+    A model may define ``param_groups(lr) -> list[dict]`` (DETR's ``param_dicts``), e.g. a lower
+    learning rate for a pretrained trunk; otherwise every trainable parameter gets ``cfg.lr``.
+    Frozen parameters (``requires_grad=False``) are never handed to the optimizer.
+    """
+    if hasattr(model, "param_groups"):
+        groups = [dict(g, params=[p for p in g["params"] if p.requires_grad])
+                  for g in model.param_groups(cfg.lr)]
+        groups = [g for g in groups if g["params"]]
+        seen = sum(len(g["params"]) for g in groups)
+        trainable = sum(1 for p in model.parameters() if p.requires_grad)
+        if seen != trainable:
+            raise ValueError(f"{type(model).__name__}.param_groups covers {seen} of its "
+                             f"{trainable} trainable parameters")
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
@@ -220,7 +229,7 @@ def _loss_pass(model: nn.Module, net: nn.Module, loader: DataLoader, cfg: TrainC
     bar = tqdm(loader, desc=desc, leave=False, disable=not (cfg.progress and dist_info.is_main))
     for step, batch in enumerate(bar):
         batch = to_device(batch, device, cfg.channels_last, skip=("masks",))
-        with torch.set_grad_enabled(train), autocast(device, cfg.bf16):
+        with torch.set_grad_enabled(train), autocast(device, cfg.precision):
             outputs = net(batch)
             total, terms = weighted_loss(model, outputs, batch)
         if not torch.isfinite(total):
@@ -268,26 +277,34 @@ def _best(history: list[dict[str, float]], cfg: TrainConfig) -> float | None:
     return min(values) if cfg.select_mode == "min" else max(values)
 
 
-def _check_resume(saved: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    now = to_dict(cfg)
-    changed = sorted(k for k in now if k not in _RESUME_FREE_FIELDS and saved.get(k) != now[k])
-    if changed:
-        raise ValueError(f"{path}: cannot resume, train config differs in {changed}: "
-                         f"saved { {k: saved.get(k) for k in changed} }, now { {k: now[k] for k in changed} }")
+def _resume_mismatch(ckpt: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any]) -> list[str]:
+    """Names of the settings that differ between a saved ``last.pt`` and the current run."""
+    saved, now = ckpt["train_cfg"], to_dict(cfg)
+    changed = [f"train.{k}" for k in sorted(now)
+               if k not in _RESUME_FREE_FIELDS and saved.get(k) != now[k]]
+    for key in ("method", "model_cfg", "num_classes", "class_names", "fingerprint"):
+        if meta.get(key) is not None and ckpt.get(key) != meta[key]:
+            changed.append(key)
+    return changed
 
 
 def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: TrainConfig,
         out_dir: str | Path, evaluate_fn: Callable[[nn.Module, Dataset], dict[str, float]] | None = None,
-        callbacks: Sequence[Callback] = (), resume: bool = False,
-        meta: dict[str, Any] | None = None) -> list[dict[str, float]]:
+        callbacks: Sequence[Callback] = (), resume: bool | str = False,
+        meta: dict[str, Any] | None = None,
+        checkpoint_dir: str | Path | None = None) -> list[dict[str, float]]:
     """Train ``model`` for ``cfg.epochs`` epochs; return the per-epoch history.
 
     Each epoch: train pass (weighted sum of ``model.loss`` terms, every term logged), validation
     losses on ``val_set`` plus ``evaluate_fn(model, val_set)`` metrics (prefixed ``val_``), then
-    ``out_dir/history.{csv,json}``, ``out_dir/last.pt`` (atomic, full state) and ``out_dir/best.pt``
-    when ``cfg.select_metric`` improves (strictly; no ``best.pt`` without ``val_set``). ``resume=True`` continues from ``out_dir/last.pt`` and
-    gives bit-identical results to an uninterrupted run. ``meta`` fills the checkpoint's
-    ``method, model_cfg, num_classes, class_names, vocab, data_cfg`` (``num_classes`` and
+    ``out_dir/history.{csv,json}``, ``out_dir/timings.json`` (wall clock, apart from the
+    rest), ``<checkpoint_dir>/last.pt`` (atomic, full state; ``checkpoint_dir`` defaults to
+    ``out_dir``) and ``<checkpoint_dir>/best.pt`` when ``cfg.select_metric`` improves (strictly; no ``best.pt`` without ``val_set``). ``resume=True`` continues from
+    ``last.pt`` (a changed setting raises ``ValueError``); ``resume="auto"`` continues when
+    ``last.pt`` exists and matches (train config, ``meta``'s method/model_cfg/classes and
+    ``fingerprint``), else starts fresh. A resumed run is bit-identical to an uninterrupted one.
+    ``meta`` fills the checkpoint's
+    ``method, model_cfg, num_classes, class_names, vocab, data_cfg, fingerprint`` (``num_classes`` and
     ``class_names`` default to ``model.num_classes`` / ``train_set.class_names``). Callbacks get
     ``(event, state)`` for ``"step_end"`` and ``"epoch_end"`` (after the checkpoint is written) and
     may raise :class:`StopTraining`.
@@ -316,10 +333,20 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
     scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
     history: list[dict[str, float]] = []
     start_epoch = 0
-    last_path = out_dir / "last.pt"
-    if resume:
+    ckpt_dir = Path(checkpoint_dir or out_dir)
+    last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
+    if resume not in (True, False, "auto"):
+        raise ValueError(f"fit(resume=...): expected True, False or 'auto', got {resume!r}")
+    ckpt = None
+    if resume is True or (resume == "auto" and last_path.is_file()):
         ckpt = load_checkpoint(last_path)
-        _check_resume(ckpt["train_cfg"], cfg, last_path)
+        changed = _resume_mismatch(ckpt, cfg, meta)
+        if changed and resume is True:
+            raise ValueError(f"{last_path}: cannot resume, the run's settings differ in {changed}")
+        if changed:
+            print(f"{last_path}: settings differ in {changed}; starting fresh")
+            ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -334,7 +361,11 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
             find_unused_parameters=cfg.find_unused_parameters)
     if dist_info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if history:  # resumed: the logs of the finished epochs may have been deleted meanwhile
+            _write_history(out_dir, history)
 
+    timings: list[dict[str, float]] = []
     for epoch in range(start_epoch, cfg.epochs):
         started = time.perf_counter()
         loader = make_loader(train_set, cfg, train=True, epoch=epoch, dist_info=dist_info)
@@ -354,8 +385,11 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
                 # evaluate() also returns labels (mode, task); history keeps numbers only.
                 record.update({f"val_{k}": float(v) for k, v in metrics.items()
                                if isinstance(v, (int, float))})
-        record["time_epoch_s"] = time.perf_counter() - started
-        record["train_samples_per_s"] = len(loader) * cfg.batch_size * dist_info.world_size / elapsed
+        # Wall-clock figures go to timings.json only: history and checkpoints are cached DVC
+        # outputs and must depend on the inputs alone.
+        timings.append({"epoch": epoch + 1, "time_epoch_s": time.perf_counter() - started,
+                        "train_samples_per_s": len(loader) * cfg.batch_size
+                        * dist_info.world_size / elapsed})
         if dist_info.enabled:
             box = [record]
             dist.broadcast_object_list(box, src=0)
@@ -368,6 +402,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
             rng = {**rng, "per_rank": gathered}
         if dist_info.is_main:
             _write_history(out_dir, history)
+            (out_dir / "timings.json").write_text(json.dumps(timings, indent=1))
             fields = dict(meta, train_cfg=to_dict(cfg), epoch=epoch + 1, model=model.state_dict(),
                           optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                           rng=rng, history=history)
@@ -378,7 +413,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
                                      f"epoch record; available: {sorted(record)}")
                 value, prior = record[cfg.select_metric], _best(history[:-1], cfg)
                 if prior is None or (value < prior if cfg.select_mode == "min" else value > prior):
-                    save_checkpoint(out_dir / "best.pt", **fields)
+                    save_checkpoint(best_path, **fields)
         try:
             for callback in callbacks:
                 callback("epoch_end", {"epoch": epoch, "record": record, "history": history,
@@ -386,7 +421,3 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
         except StopTraining:
             break
     return history
-
-
-# Imported last: engine_eval uses make_loader/to_device from this module at call time.
-from avgn_lib.engine_eval import evaluate  # noqa: E402

@@ -1,4 +1,4 @@
-"""The one evaluation for every method and every split (validation during ``fit`` and test).
+"""The one localization evaluation for every method and every split (validation and test).
 
 Runs ``model.localize`` in eval mode without gradients, upsamples the raw maps bilinearly to the
 ground-truth mask size, and hands them to :mod:`avgn_lib.evaluation`:
@@ -7,6 +7,9 @@ ground-truth mask size, and hands them to :mod:`avgn_lib.evaluation`:
   with ``has_source`` so silent samples count, and one confidence per sample;
 * multi-source sets go to ``evaluate_multi`` with one map per class: the ground-truth classes in
   ``oracle`` mode, the model's own top classes in ``agnostic`` mode.
+
+It takes a DataLoader (or a Dataset plus a batch size) and plain arguments, never the trainer's
+config, and imports nothing from the engine.
 
 Confidence (``confidence=``), used for silent-sample detection (extended protocol) and to order
 class-agnostic picks: ``"score"`` uses the ``scores`` the model returns from ``localize`` (its own
@@ -18,19 +21,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from avgn_lib.device import autocast
+from avgn_lib.device import autocast, pick_device, to_device
 from avgn_lib.evaluation import evaluate_multi, evaluate_single, map_confidence
-
-if TYPE_CHECKING:
-    from avgn_lib.engine import TrainConfig
 
 Prediction = list[tuple[int, np.ndarray, float]]  # per sample: (class, map (H, W), confidence)
 
@@ -44,9 +44,17 @@ def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     return param.device if param is not None else fallback
 
 
+def as_loader(data: DataLoader | Dataset, batch_size: int = 64) -> DataLoader:
+    """``data`` as an in-order DataLoader (a Dataset is wrapped with ``batch_size``)."""
+    if isinstance(data, DataLoader):
+        return data
+    return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=0)
+
+
 @torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, cfg: TrainConfig, mode: str = "oracle",
-            num_sources: int | None = None, confidence: str = "score"
+def predict(model: nn.Module, data: DataLoader | Dataset, mode: str = "oracle",
+            num_sources: int | None = None, confidence: str = "score", *,
+            precision: str = "fp32", channels_last: bool = False, batch_size: int = 64
             ) -> tuple[list[Prediction], dict[str, np.ndarray]]:
     """Maps for every sample of ``dataset``, upsampled to its mask size (H, W).
 
@@ -57,25 +65,22 @@ def predict(model: nn.Module, dataset: Dataset, cfg: TrainConfig, mode: str = "o
     ``masks`` (N, S, H, W) uint8, ``classes`` (N, S) int64, ``has_source`` (N,) bool,
     ``index`` (N,) int64.
     """
-    from avgn_lib.engine import make_loader, to_device
-    from avgn_lib.device import pick_device
-
     if mode not in ("oracle", "agnostic"):
         raise ValueError(f"mode must be 'oracle' or 'agnostic', got {mode!r}")
     if confidence not in ("score", "map"):
         raise ValueError(f"confidence must be 'score' or 'map', got {confidence!r}")
     model = _unwrap(model)
-    device = _model_device(model, pick_device(cfg.device))
+    device = _model_device(model, pick_device("auto"))
     model.to(device).eval()
     preds: list[Prediction] = []
     gt: dict[str, list[np.ndarray]] = {"masks": [], "classes": [], "has_source": [], "index": []}
-    for batch in make_loader(dataset, cfg, train=False):
-        inputs = to_device({k: batch[k] for k in ("image", "spec")}, device, cfg.channels_last)
+    for batch in as_loader(data, batch_size):
+        inputs = to_device({k: batch[k] for k in ("image", "spec")}, device, channels_last)
         classes = batch["classes"].long()                            # (B, S)
         valid = classes >= 0
         counts = valid.sum(1)                                        # (B,)
         size = tuple(batch["masks"].shape[-2:])
-        with autocast(device, cfg.bf16):
+        with autocast(device, precision):
             if mode == "oracle":
                 # -1 padding is replaced by class 0 for the call; those maps are dropped below.
                 out = model.localize(inputs["image"], inputs["spec"],
@@ -133,11 +138,14 @@ def _save_maps(out_dir: Path, preds: list[Prediction], gt: dict[str, np.ndarray]
             has_source=gt["has_source"][i], index=gt["index"][i])
 
 
-def evaluate(model: nn.Module, dataset: Dataset, cfg: TrainConfig, mode: str = "oracle",
-             num_sources: int | None = None, iou_threshold: float | None = None,
-             out_dir: str | Path | None = None, confidence: str = "score",
-             save_maps: int = 8, binarize: str = "median") -> dict[str, Any]:
-    """Localization metrics of ``model`` on ``dataset`` with the paper's names.
+def evaluate_localization(model: nn.Module, data: DataLoader | Dataset, mode: str = "oracle",
+                          num_sources: int | None = None, iou_threshold: float | None = None,
+                          out_dir: str | Path | None = None, confidence: str = "score",
+                          save_maps: int = 8, binarize: str = "median", *,
+                          precision: str = "fp32", channels_last: bool = False,
+                          batch_size: int = 64) -> dict[str, Any]:
+    """Localization metrics of ``model`` on ``data`` (a DataLoader, or a Dataset read in order
+    with ``batch_size``) with the paper's names. ``precision``: see :mod:`avgn_lib.device`.
 
     Single-source sets: ``evaluate_single`` at ``iou_threshold`` (default 0.5). Multi-source sets:
     ``evaluate_multi`` at CIoU threshold ``iou_threshold`` (default 0.3). In agnostic mode a
@@ -146,7 +154,8 @@ def evaluate(model: nn.Module, dataset: Dataset, cfg: TrainConfig, mode: str = "
     ``out_dir``, writes ``metrics.json`` and the first ``save_maps`` samples' maps as
     ``maps/sample_<index>.npz``. Under DDP call it on rank 0 only.
     """
-    preds, gt = predict(model, dataset, cfg, mode, num_sources, confidence)
+    preds, gt = predict(model, data, mode, num_sources, confidence, precision=precision,
+                        channels_last=channels_last, batch_size=batch_size)
     multi = bool((gt["classes"] >= 0).sum(1).max(initial=0) > 1)
     if multi:
         if mode == "agnostic" and any(c < 0 for sample in preds for c, _, _ in sample):

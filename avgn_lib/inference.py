@@ -270,18 +270,18 @@ def run_model(model: LoadedModel, images: torch.Tensor, specs: torch.Tensor,
 
     images (B, 3, h, w), specs (B, F, T); ``class_idx`` (N indices) or None for all C classes.
     Returns ``maps`` (B, N, h', w'), ``scores`` (B, N) and, for class-aware methods,
-    ``presence_a`` (B, C) audio presence probabilities. Class-agnostic methods (no class tokens)
-    return one map (N = 1) and no ``presence_a``.
+    ``class_probs`` (B, C) audio presence probabilities. Class-agnostic methods (no class tokens)
+    return one map (N = 1) and no ``class_probs``.
     """
     if class_idx is None:
         class_idx = range(len(model.class_names))
     cls = torch.as_tensor(list(class_idx), dtype=torch.long).expand(images.shape[0], -1)
     out = model.model.localize(images.to(model.device), specs[:, None].to(model.device),
                                classes=cls.to(model.device))
-    result = {k: out[k].float().cpu() for k in ("maps", "scores", "presence_a") if k in out}
+    result = {k: out[k].float().cpu() for k in ("maps", "scores", "class_probs") if k in out}
     if bool((out["classes"] < 0).all()):
         result["maps"], result["scores"] = result["maps"][:, :1], result["scores"][:, :1]
-        result.pop("presence_a", None)
+        result.pop("class_probs", None)
     return result
 
 
@@ -330,8 +330,8 @@ def analyze(model: LoadedModel, image: np.ndarray, waveform: np.ndarray, sample_
     spec, start = prepare_audio(model, waveform, sample_rate, start_s)
     wanted = class_indices(model, classes) if classes is not None else None
     out = run_model(model, img_t[None], spec, None)
-    if "presence_a" in out:
-        probs = out["presence_a"][0].numpy()
+    if "class_probs" in out:
+        probs = out["class_probs"][0].numpy()
         idx = wanted if wanted is not None else select_classes(probs, num_sources)
         names = [model.class_names[c] for c in idx]
         raw = out["maps"][0, idx]  # (N, h, w)

@@ -216,14 +216,17 @@ def test_hflip_mirrors_image_and_masks_together(built):
     assert flipped_any
 
 
-def test_parse_sizes_and_spec_preset():
+def test_build_config_from_params_section_and_spec_preset():
     from avgn_lib.data.audio import spec_preset
-    from avgn_lib.data.build import parse_sizes
+    from avgn_lib.data.build import build_config
 
-    assert parse_sizes({"everyday_trio": "0/0/200/0"}) == {
-        "everyday_trio": {"train": 0, "val": 0, "test": 200, "silent": 0}}
-    with pytest.raises(ValueError, match="everyday_trio"):
-        parse_sizes({"everyday_trio": "0/0/200"})
+    cfg = build_config({"image_size": 64, "spec": "paper",
+                        "sizes": {"everyday_trio": {"train": 0, "val": 0, "test": 200, "silent": 0}}})
+    assert cfg.spec.shape == (257, 300) and cfg.sizes["everyday_trio"]["test"] == 200
+    with pytest.raises(ValueError, match="unknown key"):
+        build_config({"image_sise": 64})
+    with pytest.raises(ValueError, match="unknown key"):
+        build_config({"sizes": {"everyday_trio": {"tests": 1}}})
     assert spec_preset("paper").shape == (257, 300) and spec_preset("cpu").shape == (128, 128)
     with pytest.raises(ValueError):
         spec_preset("huge")

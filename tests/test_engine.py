@@ -16,7 +16,8 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from avgn_lib.checkpoint import load_checkpoint
-from avgn_lib.engine import TIMING_KEYS, StopTraining, TrainConfig, evaluate, fit, train_config
+from avgn_lib.engine import StopTraining, TrainConfig, fit, train_config
+from avgn_lib.engine_eval import evaluate_localization
 
 
 class ToyModel(nn.Module):
@@ -103,7 +104,7 @@ def small_cfg(**over) -> TrainConfig:
 
 
 def _numbers(history):
-    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in history]
+    return [dict(r) for r in history]  # wall-clock figures live in timings.json, not here
 
 
 def _run(tmp_path, name, cfg, **kw):
@@ -193,10 +194,69 @@ def test_resume_is_bit_identical(tmp_path):
 
 def test_resume_rejects_changed_config_and_missing_file(tmp_path):
     _run(tmp_path, "run", small_cfg(epochs=1))
-    with pytest.raises(ValueError, match="last.pt.*differs in \\['lr'\\]"):
+    with pytest.raises(ValueError, match="last.pt.*differ in \\['train.lr'\\]"):
         fit(ToyModel(), ToyDataset(), None, small_cfg(epochs=2, lr=1e-2), tmp_path / "run", resume=True)
     with pytest.raises(FileNotFoundError, match="last.pt"):
         fit(ToyModel(), ToyDataset(), None, small_cfg(), tmp_path / "empty", resume=True)
+
+
+def test_auto_resume_from_checkpoint_dir_and_fresh_start_on_change(tmp_path):
+    """resume='auto' (the pipeline's mode): continue from a last.pt kept outside the outputs
+    when every setting matches; start fresh, never crash, when one differs."""
+    cfg, val = small_cfg(epochs=3), ToyDataset(n=10, seed=1)
+    _, straight = _run(tmp_path, "straight", cfg)
+
+    def crash(event, state):
+        if event == "epoch_end" and state["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "ckpt"
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(ToyModel(), ToyDataset(jitter=True), val, cfg, tmp_path / "out", callbacks=[crash],
+            checkpoint_dir=ckpt, resume="auto", meta={"fingerprint": {"data": "a"}})
+    assert not (tmp_path / "out" / "last.pt").exists() and (ckpt / "last.pt").is_file()
+    (tmp_path / "out" / "history.csv").unlink()  # DVC deletes outputs before re-running
+    torch.manual_seed(0)
+    resumed = fit(ToyModel(), ToyDataset(jitter=True), val, cfg, tmp_path / "out",
+                  checkpoint_dir=ckpt, resume="auto", meta={"fingerprint": {"data": "a"}})
+    assert _numbers(resumed) == _numbers(straight)
+    assert len(json.loads((tmp_path / "out" / "timings.json").read_text())) == 1  # 1 epoch left
+    assert (tmp_path / "out" / "history.csv").is_file()
+    torch.manual_seed(0)
+    fresh = fit(ToyModel(), ToyDataset(jitter=True), val, cfg, tmp_path / "out",
+                checkpoint_dir=ckpt, resume="auto", meta={"fingerprint": {"data": "b"}})
+    assert _numbers(fresh) == _numbers(straight)
+    assert len(json.loads((tmp_path / "out" / "timings.json").read_text())) == 3  # from scratch
+
+
+def test_model_param_groups_set_learning_rates(tmp_path):
+    model = ToyModel()
+    model.param_groups = lambda lr: [{"params": list(model.visual.parameters()), "lr": lr * 0.1},
+                                     {"params": [p for n, p in model.named_parameters()
+                                                 if not n.startswith("visual.")]}]
+    from avgn_lib.engine import build_optimizer
+
+    opt = build_optimizer(model, small_cfg(lr=1e-2))
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 1e-2]
+    model.param_groups = lambda lr: [{"params": list(model.visual.parameters())}]
+    with pytest.raises(ValueError, match="param_groups covers"):
+        build_optimizer(model, small_cfg())
+
+
+def test_precision_auto_uses_bf16_only_where_native(monkeypatch):
+    from avgn_lib import device as dev
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
+    assert dev.resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+    assert dev.resolve_precision("auto", cpu) == "bf16"
+    assert dev.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        dev.resolve_precision("fp16", cpu)
+    with pytest.raises(ValueError, match="precision"):
+        small_cfg(precision="half")
 
 
 def test_stop_training_and_missing_loss_weight(tmp_path):
@@ -215,7 +275,7 @@ def test_stop_training_and_missing_loss_weight(tmp_path):
 def test_bf16_channels_last_and_class_names(tmp_path):
     train = ToyDataset()
     train.class_names = ["violin", "flute", "drum"]
-    cfg = small_cfg(epochs=1, bf16=True, channels_last=True)
+    cfg = small_cfg(epochs=1, precision="bf16", channels_last=True)
     history = fit(ToyModel(), train, ToyDataset(n=10, seed=1), cfg, tmp_path / "bf16")
     assert np.isfinite(history[0]["train_loss"]) and np.isfinite(history[0]["val_loss"])
     assert load_checkpoint(tmp_path / "bf16" / "last.pt")["class_names"] == train.class_names
@@ -230,7 +290,7 @@ def test_evaluate_single_source_with_silent_samples(tmp_path):
     torch.manual_seed(0)
     model, data = ToyModel(), ToyDataset(n=12, silent=3, seed=2)
     cfg = small_cfg(batch_size=5)
-    result = evaluate(model, data, cfg, out_dir=tmp_path / "ev", save_maps=2)
+    result = evaluate_localization(model, data, batch_size=cfg.batch_size, out_dir=tmp_path / "ev", save_maps=2)
     assert result["task"] == "single" and result["num_samples"] == 12
     assert result["N"] == 9 and result["N_silent"] == 3
     assert 0.0 <= result["AP"] <= 1.0 and "IoU@0.5" in result and "AP_conf@0.5" in result
@@ -239,7 +299,7 @@ def test_evaluate_single_source_with_silent_samples(tmp_path):
     assert len(saved) == 2
     with np.load(saved[0]) as npz:
         assert npz["maps"].shape == (1, 16, 16) and npz["gt_masks"].shape == (1, 16, 16)
-    again = evaluate(model, data, cfg)
+    again = evaluate_localization(model, data, batch_size=cfg.batch_size)
     assert {k: again[k] for k in result} == result  # eval mode + no RNG: repeatable
 
 
@@ -247,15 +307,15 @@ def test_evaluate_multi_oracle_vs_agnostic():
     torch.manual_seed(0)
     model, data = ToyModel(), ToyDataset(n=10, sources=2, seed=3)
     cfg = small_cfg(batch_size=4)
-    oracle = evaluate(model, data, cfg, mode="oracle")
-    agnostic = evaluate(model, data, cfg, mode="agnostic")
+    oracle = evaluate_localization(model, data, batch_size=cfg.batch_size, mode="oracle")
+    agnostic = evaluate_localization(model, data, batch_size=cfg.batch_size, mode="agnostic")
     assert oracle["task"] == agnostic["task"] == "multi"
     assert oracle["N"] == 20 and {"CAP", "PIAP", "CIoU@0.3", "AUC"} <= set(oracle)
     # PIAP ignores class tags; oracle maps cover every GT class, so CAP == PIAP can only fail
     # through the assignment, and agnostic CAP can never beat PIAP.
     assert agnostic["CAP"] <= agnostic["PIAP"] + 1e-12
     with pytest.raises(ValueError, match="mode must be"):
-        evaluate(model, data, cfg, mode="both")
+        evaluate_localization(model, data, batch_size=cfg.batch_size, mode="both")
 
 
 class _GroundTruthMaps(nn.Module):
@@ -279,10 +339,10 @@ def test_evaluate_routes_maps_by_class():
     """GT masks as maps score 1; the same maps under swapped class tags lose CAP, keep PIAP."""
     data = ToyDataset(n=6, sources=2, seed=4)
     cfg = small_cfg(batch_size=4)
-    right = evaluate(_GroundTruthMaps(data), data, cfg, mode="oracle")
+    right = evaluate_localization(_GroundTruthMaps(data), data, batch_size=cfg.batch_size, mode="oracle")
     # (CIoU is not 1 here: the median rule predicts half the frame, the masks cover a quarter)
     assert right["CAP"] == right["PIAP"] == 1.0
-    swapped = evaluate(_GroundTruthMaps(data, swap=True), data, cfg, mode="oracle")
+    swapped = evaluate_localization(_GroundTruthMaps(data, swap=True), data, batch_size=4, mode="oracle")
     assert swapped["PIAP"] == 1.0 and swapped["CAP"] < 0.9
 
 
@@ -311,7 +371,9 @@ def test_real_avgn_resume_and_evaluate(tmp_path):
     _assert_same_state(straight, resumed)
     assert {"train_loc", "train_token_ce", "train_presence_a", "val_presence_v"} <= set(hist[0])
     assert load_checkpoint(tmp_path / "a" / "best.pt")["method"] == "avgn"
+    assert not any("time" in k for k in hist[0])  # timings are kept out of history/checkpoints
+    assert len(json.loads((tmp_path / "a" / "timings.json").read_text())) == 2
     duet = ToyDataset(n=6, size=32, sources=2, seed=3)
     for mode in ("oracle", "agnostic"):
-        result = evaluate(straight, duet, cfg, mode=mode)
+        result = evaluate_localization(straight, duet, batch_size=cfg.batch_size, mode=mode)
         assert result["N"] == 12 and 0.0 <= result["CAP"] <= 1.0

@@ -49,11 +49,21 @@ def _keys(tree, prefix=""):
     return set()
 
 
-def test_every_profile_defines_exactly_the_keys_of_params_yaml():
-    default = _keys(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    for profile in sorted((ROOT / "params").glob("*.yaml")):
-        keys = _keys(yaml.safe_load(profile.read_text()))
-        assert keys == default, f"{profile.name}: {sorted(keys ^ default)}"
+def test_every_profile_has_the_sections_of_params_yaml_and_resolves_every_run():
+    """Profiles differ in values and in which runs they list; each run must resolve against its
+    method's config and TrainConfig (unknown keys fail), and every table a run names exists."""
+    from avgn_lib.results import TABLE_NAMES
+    from avgn_lib.runs import all_runs
+
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for profile in [ROOT / "params.yaml", *sorted((ROOT / "params").glob("*.yaml"))]:
+        params = yaml.safe_load(profile.read_text())
+        assert set(params) == set(default), profile.name
+        for section in ("prepare_data", "train", "report", "try_your_own"):
+            assert _keys(params[section]) == _keys(default[section]), f"{profile.name}: {section}"
+        assert set(params["methods"]) == set(default["methods"]), profile.name
+        for spec in all_runs(profile):
+            assert set(spec.tables) <= set(TABLE_NAMES), f"{profile.name}: {spec.name}"
 
 
 def test_every_stage_runs_its_notebook_with_papermill_into_results():
@@ -67,21 +77,22 @@ def test_every_stage_runs_its_notebook_with_papermill_into_results():
         assert "-k python3" in cmd
 
 
-def test_boolean_switches_given_as_text_are_parsed_not_truthy():
-    """`-p use_class_tokens false` arrives as the string "false"; it must switch the feature off."""
+def test_config_values_are_typed_not_truthy():
+    """A string 'false' once kept class tokens on in every ablation: bool fields take YAML
+    booleans only, int fields integers; float fields also take YAML 1.1's '1e-3' strings."""
     import dataclasses
 
     import pytest
 
-    from avgn_lib.config import as_bool, from_dict
+    from avgn_lib.config import from_dict
 
     @dataclasses.dataclass
     class Cfg:
         flag: bool = True
         n: int = 1
+        lr: float = 0.1
 
-    assert from_dict(Cfg, {"flag": "false"}).flag is False
-    assert from_dict(Cfg, {"flag": "True"}).flag is True
-    assert as_bool(False) is False
-    with pytest.raises(ValueError, match="Cfg.flag"):
-        from_dict(Cfg, {"flag": "no"})
+    assert from_dict(Cfg, {"flag": False, "lr": "1e-3"}) == Cfg(False, 1, 1e-3)
+    for bad in ({"flag": "false"}, {"flag": 0}, {"n": "2"}, {"n": True}, {"lr": "fast"}):
+        with pytest.raises(ValueError, match="Cfg\\."):
+            from_dict(Cfg, bad)

@@ -16,7 +16,8 @@ from avgn_lib.inference import CheckpointError, load_model, localize
 from avgn_lib.viz import box_from_map, contact_sheet, overlay
 
 CLASSES = ["cat", "dog", "violin"]
-TINY_CFG = {"dim": 16, "width": 8, "depth": 1, "heads": 2}
+TINY_CFG = {"avgn": {"dim": 16, "width": 8, "depth": 1, "heads": 2},
+            "ezvsl": {"dim": 16, "width": 8}}
 TINY_SPEC = {"n_mels": 32, "n_frames": 32, "hop_length": 2068}
 
 
@@ -24,9 +25,9 @@ def checkpoint_dict(method: str = "avgn", seed: int = 0, **overrides) -> dict:
     from avgn_lib.models.registry import build_model
 
     torch.manual_seed(seed)
-    model = build_model(method, len(CLASSES), TINY_CFG)
+    model = build_model(method, len(CLASSES), TINY_CFG[method])
     ckpt = {"format": "avgn-checkpoint/1", "library_version": "0.1.0",
-            "torch_version": str(torch.__version__), "method": method, "model_cfg": dict(TINY_CFG),
+            "torch_version": str(torch.__version__), "method": method, "model_cfg": dict(TINY_CFG[method]),
             "num_classes": len(CLASSES), "class_names": list(CLASSES), "vocab": "test",
             "data_cfg": {"image_size": 64, "spec": dict(TINY_SPEC)}, "train_cfg": {}, "epoch": 0,
             "model": model.state_dict(), "optimizer": {}, "scheduler": {}, "rng": {},

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from avgn_lib.models import AVGN, AVGNConfig, available, build_avgn, build_model
-from avgn_lib.models.avgn import assign
+from avgn_lib.models import available, build_model, default_config
+from avgn_lib.models.avgn import AVGN, AVGNConfig, assign
 from avgn_lib.models.encoders import AudioEncoder, VisualEncoder
 
 C = 6
@@ -30,7 +30,7 @@ def make_batch(b: int = 4, size: int = 64, spec: tuple[int, int] = (48, 40), see
 
 def tiny(**kw) -> AVGN:
     torch.manual_seed(0)
-    return AVGN(num_classes=C, **{**TINY, **kw})
+    return AVGN(AVGNConfig(**{**TINY, **kw}), C)
 
 
 @pytest.mark.parametrize("stride", [16, 32])
@@ -187,11 +187,11 @@ def test_oracle_and_class_agnostic_localize():
     assert torch.equal(oracle["classes"], batch["classes"])
     pad = batch["classes"] < 0
     assert (oracle["maps"][pad] == 0).all() and (oracle["scores"][pad] == 0).all()
-    assert oracle["presence_a"].shape == (4, C)
+    assert oracle["class_probs"].shape == (4, C)
 
     top = model.localize(batch["image"], batch["spec"], num_sources=3)
     assert top["maps"].shape == (4, 3, 4, 4) and top["classes"].shape == (4, 3)
-    prob = top["presence_a"]
+    prob = top["class_probs"]
     assert torch.equal(top["classes"][:, 0], prob.argmax(1))
     assert (top["scores"][:, :-1] >= top["scores"][:, 1:]).all()  # most probable first
 
@@ -221,7 +221,7 @@ def test_class_agnostic_threshold_picks_confident_classes():
 @pytest.mark.slow
 def test_overfit_one_batch_loss_halves():
     torch.manual_seed(0)
-    model = AVGN(num_classes=C, width=8, dim=32, heads=2, depth=1, tau=0.1).train()
+    model = AVGN(AVGNConfig(width=8, dim=32, heads=2, depth=1, tau=0.1), C).train()
     batch = make_batch(b=8, size=48, spec=(32, 32), seed=3)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     history = []
@@ -254,12 +254,40 @@ def test_registry_and_config():
     assert {"avgn", "ezvsl"} <= set(available())
     model = build_model("avgn", C, {**TINY, "assignment": "hard"})
     assert isinstance(model, nn.Module) and model.group_v.hard
-    ez = build_model("ezvsl", C, TINY)
+    ez = build_model("ezvsl", C, {"width": 8, "dim": 32})
     assert not ez.class_aware and set(ez.loss_weights) == {"loc"}
     with pytest.raises(ValueError, match="unknown key"):
         build_model("avgn", C, {"widht": 8})
+    with pytest.raises(ValueError, match="unknown key"):  # EZ-VSL carries no AVGN-only keys
+        build_model("ezvsl", C, {"depth": 3})
+    with pytest.raises(ValueError, match="expected a boolean"):  # the string 'false' is truthy
+        build_model("avgn", C, {**TINY, "use_class_tokens": "false"})
     with pytest.raises(ValueError, match="unknown model"):
         build_model("nope", C, {})
-    paper = AVGNConfig.paper()
-    assert (paper.dim, paper.width, paper.visual_stride, paper.depth) == (512, 64, 32, 3)
-    assert build_avgn(AVGNConfig(**TINY), C).num_classes == C
+    assert default_config("avgn")["loc_visual"] == "gated"
+
+
+def test_registry_imports_no_model():
+    import ast
+    from pathlib import Path
+
+    import avgn_lib.models.registry as registry
+
+    tree = ast.parse(Path(registry.__file__).read_text())
+    imported = [a.name if isinstance(n, ast.Import) else n.module
+                for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names]
+    assert not [m for m in imported if m and m.startswith("avgn_lib.models")]
+
+
+def test_ezvsl_matches_avgn_with_tokens_and_grouping_off():
+    """EZ-VSL is its own model file, but the same computation as the (AVCT off, AVG off) ablation."""
+    batch = make_batch()
+    torch.manual_seed(0)
+    ez = build_model("ezvsl", C, {"width": 8, "dim": 32, "tau": 0.1})
+    torch.manual_seed(0)
+    ab = AVGN(AVGNConfig(width=8, dim=32, tau=0.1, use_class_tokens=False, use_grouping=False), C)
+    ab.load_state_dict(ez.state_dict())
+    assert torch.allclose(ez.loss(ez(batch), batch)["loc"], ab.loss(ab(batch), batch)["loc"])
+    a = ez.eval().localize(batch["image"], batch["spec"], classes=batch["classes"])
+    b = ab.eval().localize(batch["image"], batch["spec"], classes=batch["classes"])
+    assert torch.allclose(a["maps"], b["maps"]) and (a["classes"] == -1).all()

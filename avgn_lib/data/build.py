@@ -100,6 +100,24 @@ class BuildConfig:
         self.spec.validate()
 
 
+def build_config(values: dict[str, Any]) -> BuildConfig:
+    """``BuildConfig`` from the ``prepare_data.build`` section of params.yaml.
+
+    ``spec`` is a preset name (``cpu`` | ``paper``, see :func:`avgn_lib.data.audio.spec_preset`)
+    or a dict of ``SpecConfig`` fields; ``sizes`` maps each dataset to
+    ``{train, val, test, silent}`` scene counts. Unknown keys raise ``ValueError``.
+    """
+    from avgn_lib.config import from_dict
+    from avgn_lib.data.audio import spec_preset
+
+    values = dict(values)
+    if isinstance(values.get("spec"), str):
+        values["spec"] = dataclasses.asdict(spec_preset(values["spec"]))
+    cfg = from_dict(BuildConfig, values, where="prepare_data.build")
+    cfg.validate()
+    return cfg
+
+
 MANIFEST_COLUMNS = ("item_id", "vocab", "class", "modality", "source_package", "source_version",
                     "source_path", "license", "path", "sha256")
 

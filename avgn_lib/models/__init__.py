@@ -1,5 +1,9 @@
-"""Models: shared encoders, AVGN, and the method registry (``build_model``, ``available``)."""
-from avgn_lib.models.avgn import AVGN, AVGNConfig, build_avgn
-from avgn_lib.models.registry import MODELS, available, build_model, register
+"""Models: shared encoders, one file per method, and the method registry.
 
-__all__ = ["AVGN", "AVGNConfig", "MODELS", "available", "build_avgn", "build_model", "register"]
+Each method file registers itself when imported; this module imports each of them once, so
+``build_model`` and ``available`` see every method after ``import avgn_lib.models``.
+"""
+from avgn_lib.models import avgn, ezvsl  # noqa: F401  (registration side effect)
+from avgn_lib.models.registry import MODELS, available, build_model, default_config, register
+
+__all__ = ["MODELS", "available", "build_model", "default_config", "register"]

