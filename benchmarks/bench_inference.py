@@ -21,12 +21,13 @@ import torch
 import avgn_lib
 from avgn_lib.data.audio import SpecConfig
 from avgn_lib.inference import load_model, localize
+from avgn_lib.config import load_params
 from avgn_lib.models.registry import build_model
 
 SETTINGS = {
-    # name: (model_cfg, image_size, spectrogram settings)
-    "cpu_default": ({"preset": "cpu"}, 112, SpecConfig.cpu()),
-    "paper": ({"preset": "paper"}, 224, SpecConfig.paper()),
+    # name: (model_cfg, image_size, spectrogram settings), model sizes from the profiles
+    "cpu_default": (load_params("params.yaml", "methods")["avgn"], 112, SpecConfig.cpu()),
+    "paper": (load_params("params/paper.yaml", "methods")["avgn"], 224, SpecConfig.paper()),
 }
 NUM_CLASSES = 37  # VGGSound-Instruments
 

@@ -29,11 +29,16 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from avgn_lib.models import AVGNConfig, build_avgn
+from avgn_lib.config import load_params
+from avgn_lib.device import cpu_capability, cpu_has_native_bf16
+from avgn_lib.models.avgn import AVGNConfig, build_avgn
 
+# The model sizes are the profiles' own (methods.avgn of params.yaml and params/paper.yaml).
 SETTINGS = {
-    "cpu": dict(cfg=AVGNConfig(), image=112, spec=(128, 128)),
-    "paper": dict(cfg=AVGNConfig.paper(), image=224, spec=(257, 300)),
+    "cpu": dict(cfg=AVGNConfig(**load_params("params.yaml", "methods")["avgn"]), image=112,
+                spec=(128, 128)),
+    "paper": dict(cfg=AVGNConfig(**load_params("params/paper.yaml", "methods")["avgn"]), image=224,
+                  spec=(257, 300)),
 }
 
 
@@ -157,8 +162,10 @@ def main() -> None:
     torch.manual_seed(0)
     sys.path.extend(args.extra_path)
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, "
-          f"C {args.classes}, {args.iters} timed iters")
+    print(f"torch {torch.__version__}, CPU capability {cpu_capability()}, native bf16 "
+          f"{cpu_has_native_bf16()} (precision auto -> {'bf16' if cpu_has_native_bf16() else 'fp32'}), "
+          f"threads {torch.get_num_threads()}, batch {args.batch}, C {args.classes}, "
+          f"{args.iters} timed iters")
     print(f"{'setting':<8} {'model':<14} {'mode':<5} {'image':>5} {'spec':>8} {'width':>5} "
           f"{'D':>4} {'train samples/s':>16} {'maps/s':>8}")
     for name in args.setting:
