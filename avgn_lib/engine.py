@@ -228,7 +228,7 @@ def _loss_pass(model: nn.Module, net: nn.Module, loader: DataLoader, cfg: TrainC
     count = 0
     bar = tqdm(loader, desc=desc, leave=False, disable=not (cfg.progress and dist_info.is_main))
     for step, batch in enumerate(bar):
-        batch = to_device(batch, device, cfg.channels_last, skip=("masks",))
+        batch = to_device(batch, device, cfg.channels_last, skip=("masks", "box_masks"))
         with torch.set_grad_enabled(train), autocast(device, cfg.precision):
             outputs = net(batch)
             total, terms = weighted_loss(model, outputs, batch)

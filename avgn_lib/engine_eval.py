@@ -62,7 +62,8 @@ def predict(model: nn.Module, data: DataLoader | Dataset, mode: str = "oracle",
     single most confident class instead. Agnostic mode asks for ``num_sources`` classes, or, when
     ``None``, as many as the sample has ground-truth sources (at least one). Returns the
     per-sample predictions (sorted by confidence, descending) and the ground truth as arrays:
-    ``masks`` (N, S, H, W) uint8, ``classes`` (N, S) int64, ``has_source`` (N,) bool,
+    ``masks`` (N, S, H, W) uint8, ``box_masks`` (N, S, H, W) uint8 (the masks themselves when the
+    dataset has no boxes), ``classes`` (N, S) int64, ``has_source`` (N,) bool,
     ``index`` (N,) int64.
     """
     if mode not in ("oracle", "agnostic"):
@@ -73,7 +74,8 @@ def predict(model: nn.Module, data: DataLoader | Dataset, mode: str = "oracle",
     device = _model_device(model, pick_device("auto"))
     model.to(device).eval()
     preds: list[Prediction] = []
-    gt: dict[str, list[np.ndarray]] = {"masks": [], "classes": [], "has_source": [], "index": []}
+    gt: dict[str, list[np.ndarray]] = {"masks": [], "box_masks": [], "classes": [],
+                                       "has_source": [], "index": []}
     for batch in as_loader(data, batch_size):
         inputs = to_device({k: batch[k] for k in ("image", "spec")}, device, channels_last)
         classes = batch["classes"].long()                            # (B, S)
@@ -110,6 +112,8 @@ def predict(model: nn.Module, data: DataLoader | Dataset, mode: str = "oracle",
             sample = [(int(c), m, float(s)) for c, m, s in zip(tags, maps, conf)]
             preds.append(sorted(sample, key=lambda t: -t[2]))
         gt["masks"].append(batch["masks"].numpy())
+        # datasets without boxes (e.g. consensus maps) score cIoU against the mask itself
+        gt["box_masks"].append(batch.get("box_masks", batch["masks"]).numpy())
         gt["classes"].append(classes.numpy())
         gt["has_source"].append(batch["has_source"].bool().numpy())
         gt["index"].append(batch["index"].long().numpy())
@@ -142,10 +146,16 @@ def evaluate_localization(model: nn.Module, data: DataLoader | Dataset, mode: st
                           num_sources: int | None = None, iou_threshold: float | None = None,
                           out_dir: str | Path | None = None, confidence: str = "score",
                           save_maps: int = 8, binarize: str = "median", *,
+                          ciou_target: str = "box",
                           precision: str = "fp32", channels_last: bool = False,
                           batch_size: int = 64) -> dict[str, Any]:
     """Localization metrics of ``model`` on ``data`` (a DataLoader, or a Dataset read in order
     with ``batch_size``) with the paper's names. ``precision``: see :mod:`avgn_lib.device`.
+
+    ``ciou_target="box"`` (default) scores cIoU / IoU@θ / AUC against each source's box, as MUSIC
+    and VGG-SS annotate boxes; ``"mask"`` against the exact mask. Pixel AP, CAP and PIAP always
+    use the exact mask. In ``agnostic`` mode on single-source sets, ``class_top1`` is the
+    fraction of sounding samples whose top-1 class is the true one.
 
     Single-source sets: ``evaluate_single`` at ``iou_threshold`` (default 0.5). Multi-source sets:
     ``evaluate_multi`` at CIoU threshold ``iou_threshold`` (default 0.3). In agnostic mode a
@@ -154,8 +164,11 @@ def evaluate_localization(model: nn.Module, data: DataLoader | Dataset, mode: st
     ``out_dir``, writes ``metrics.json`` and the first ``save_maps`` samples' maps as
     ``maps/sample_<index>.npz``. Under DDP call it on rank 0 only.
     """
+    if ciou_target not in ("box", "mask"):
+        raise ValueError(f"ciou_target must be 'box' or 'mask', got {ciou_target!r}")
     preds, gt = predict(model, data, mode, num_sources, confidence, precision=precision,
                         channels_last=channels_last, batch_size=batch_size)
+    ciou_gt = gt["box_masks"] if ciou_target == "box" else gt["masks"]
     multi = bool((gt["classes"] >= 0).sum(1).max(initial=0) > 1)
     if multi:
         if mode == "agnostic" and any(c < 0 for sample in preds for c, _, _ in sample):
@@ -164,15 +177,26 @@ def evaluate_localization(model: nn.Module, data: DataLoader | Dataset, mode: st
         # preds are sorted by confidence, so reversing lets the most confident map win a tie.
         pred_dicts = [{c: m for c, m, _ in reversed(sample)} for sample in preds]
         gt_dicts = [_per_class(m, c) for m, c in zip(gt["masks"], gt["classes"])]
+        ciou_dicts = [_per_class(m, c) for m, c in zip(ciou_gt, gt["classes"])]
         threshold = 0.3 if iou_threshold is None else iou_threshold
-        metrics = evaluate_multi(pred_dicts, gt_dicts, threshold, binarize=binarize)
+        metrics = evaluate_multi(pred_dicts, gt_dicts, threshold, binarize=binarize,
+                                 ciou_per_sample=ciou_dicts)
     else:
         threshold = 0.5 if iou_threshold is None else iou_threshold
         maps = np.stack([sample[0][1] for sample in preds])              # (N, H, W)
         metrics = evaluate_single(
             maps, gt["masks"][:, 0], threshold, has_source=gt["has_source"],
             confidences=np.array([sample[0][2] for sample in preds], dtype=np.float64),
-            binarize=binarize)
+            binarize=binarize, ciou_masks=ciou_gt[:, 0])
+        if mode == "agnostic":
+            # the class the method names for the sound, top-1 of its class scores
+            sounding = gt["has_source"] & (gt["classes"][:, 0] >= 0)
+            hits = [sample[0][0] == int(c) for sample, c, s in
+                    zip(preds, gt["classes"][:, 0], sounding) if s]
+            if hits and any(c < 0 for sample in preds for c, _, _ in sample):
+                raise ValueError("the model is class-agnostic (localize returned class -1); "
+                                 "it names no class, so mode='agnostic' has nothing to score")
+            metrics["class_top1"] = float(np.mean(hits)) if hits else float("nan")
     # numpy scalars -> python numbers so the dict is JSON-serializable as is
     result: dict[str, Any] = {k: v.item() if isinstance(v, np.generic) else v
                               for k, v in metrics.items()}

@@ -107,7 +107,8 @@ def evaluate_single(maps: Sequence[np.ndarray] | np.ndarray,
                     has_source: Sequence[bool] | np.ndarray | None = None,
                     confidences: Sequence[float] | np.ndarray | None = None,
                     binarize: str = "median",
-                    threshold: float = 0.5) -> dict[str, float]:
+                    threshold: float = 0.5,
+                    ciou_masks: Sequence[np.ndarray] | np.ndarray | None = None) -> dict[str, float]:
     """Single-source protocol (AVGN Table 1) over N samples.
 
     Args:
@@ -118,6 +119,8 @@ def evaluate_single(maps: Sequence[np.ndarray] | np.ndarray,
         confidences: (N,) per-sample confidence for the extended protocol; default
             :func:`map_confidence` of each map as given.
         binarize, threshold: see :func:`binary_prediction`.
+        ciou_masks: (N, H, W) what cIoU is scored against (e.g. the source's box, as MUSIC and
+            VGG-SS annotate); default ``gt_masks``. Pixel AP always uses ``gt_masks``.
 
     Returns fractions: ``AP`` (mean pixel AP), ``IoU@θ`` (success rate), ``AUC``, ``cIoU`` (mean
     cIoU), counts ``N`` (scored samples) and ``N_empty_gt`` (sounding samples skipped because
@@ -127,9 +130,12 @@ def evaluate_single(maps: Sequence[np.ndarray] | np.ndarray,
     """
     maps = _as_maps(maps, "maps")
     gts = _as_maps(gt_masks, "gt_masks")
+    boxes = gts if ciou_masks is None else _as_maps(ciou_masks, "ciou_masks")
     n = len(maps)
     if n == 0 or len(gts) != n:
         raise ValueError(f"evaluate_single: need as many maps as masks (> 0), got {n} and {len(gts)}")
+    if len(boxes) != n:
+        raise ValueError(f"evaluate_single: ciou_masks has {len(boxes)} entries for {n} samples")
     src = np.ones(n, bool) if has_source is None else np.asarray(has_source).astype(bool).reshape(-1)
     if src.size != n:
         raise ValueError(f"evaluate_single: has_source has {src.size} entries for {n} samples")
@@ -149,7 +155,7 @@ def evaluate_single(maps: Sequence[np.ndarray] | np.ndarray,
             empty += 1
             continue
         score, thr = binary_prediction(maps[i], binarize, threshold)
-        cious[i] = M.ciou(score, gts[i], thr)
+        cious[i] = M.ciou(score, boxes[i], thr)
         aps.append(M.pixel_ap(maps[i], gts[i]))
         scored[i] = True
     if not scored.any():
@@ -176,7 +182,9 @@ def evaluate_multi(pred_maps_per_sample: Sequence[Mapping[Hashable, np.ndarray]]
                    gt_per_sample: Sequence[Mapping[Hashable, np.ndarray]],
                    ciou_threshold: float,
                    binarize: str = "median",
-                   threshold: float = 0.5) -> dict[str, float]:
+                   threshold: float = 0.5,
+                   ciou_per_sample: Sequence[Mapping[Hashable, np.ndarray]] | None = None
+                   ) -> dict[str, float]:
     """Multi-source protocol (AVGN Table 2) over N samples.
 
     Args:
@@ -184,6 +192,8 @@ def evaluate_multi(pred_maps_per_sample: Sequence[Mapping[Hashable, np.ndarray]]
             maps for (oracle mode: the ground-truth classes; class-agnostic: its own picks).
         gt_per_sample: per sample, ``{class: (H, W) mask}`` of the sounding sources.
         ciou_threshold: θ of ``CIoU@θ`` (0.3 MUSIC-Duet / VGGSound-Duet, 0.1 VGGSound-Instruments).
+        ciou_per_sample: per sample, ``{class: (H, W)}`` that cIoU is scored against (e.g. the
+            boxes); default ``gt_per_sample``. CAP and PIAP always use ``gt_per_sample``.
 
     Every (sample, ground-truth source) pair is one unit, pooled over the test set:
 
@@ -202,6 +212,10 @@ def evaluate_multi(pred_maps_per_sample: Sequence[Mapping[Hashable, np.ndarray]]
     if len(pred_maps_per_sample) != len(gt_per_sample) or not gt_per_sample:
         raise ValueError(f"evaluate_multi: need as many prediction dicts as ground-truth dicts "
                          f"(> 0), got {len(pred_maps_per_sample)} and {len(gt_per_sample)}")
+    targets = gt_per_sample if ciou_per_sample is None else ciou_per_sample
+    if len(targets) != len(gt_per_sample):
+        raise ValueError(f"evaluate_multi: ciou_per_sample has {len(targets)} entries for "
+                         f"{len(gt_per_sample)} samples")
     caps, piaps, cious, empty = [], [], [], 0
     for i, (preds, gts) in enumerate(zip(pred_maps_per_sample, gt_per_sample)):
         visible = {c: np.asarray(m) for c, m in gts.items() if (np.asarray(m) > 0).any()}
@@ -216,7 +230,7 @@ def evaluate_multi(pred_maps_per_sample: Sequence[Mapping[Hashable, np.ndarray]]
                 cious.append(0.0)
                 continue
             score, thr = binary_prediction(preds[c], binarize, threshold)
-            cious.append(M.ciou(score, mask, thr))
+            cious.append(M.ciou(score, np.asarray(targets[i][c]), thr))
     if not cious:
         raise ValueError("evaluate_multi: no ground-truth source with a non-empty mask to score")
     return {

@@ -1,13 +1,18 @@
 """Reference rows, registered like methods, scored by the same protocol as every model.
 
-Each reference turns one built test split into per-sample maps; :func:`evaluate_reference`
-scores them with :func:`avgn_lib.evaluation.evaluate_single` / ``evaluate_multi``, exactly as the
-engine scores a model's maps:
+Each reference turns one built test split into per-sample, per-source maps; :func:`evaluate_reference`
+scores them with :func:`avgn_lib.evaluation.evaluate_single` / ``evaluate_multi`` exactly as the
+engine scores a model's maps (pixel AP on the exact mask, cIoU against the source's box):
 
-- ``chance``: uniform random maps (seeded), i.e. what a model that learned nothing scores;
-- ``perfect``: the ground-truth mask used as the map, i.e. each metric's ceiling under the
-  protocol (for cIoU with the median rule this is *not* 1 when objects cover less than half the
-  frame).
+- ``chance``: uniform random maps (seeded): what a model that learned nothing scores;
+- ``perfect``: the ground truth used as the map, i.e. each metric's ceiling under the protocol:
+  highest on the mask (pixel AP 1), then the rest of the box, then falling with the distance to
+  the box, so the median rule's half of the frame is the box plus its nearest surroundings (a
+  binary map would tie at 0 and predict the whole frame). A source whose box covers a fraction
+  f < 1/2 of the frame therefore reaches cIoU 2f at best, never 1;
+- ``visual_only``: the frozen ImageNet EfficientNet-Lite0 trunk's objectness (the L2 norm of its
+  stride-16 features at each location), the same map for every source: what a model scores
+  without listening.
 """
 from __future__ import annotations
 
@@ -15,12 +20,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from avgn_lib.data.datasets import box_mask
 from avgn_lib.evaluation import evaluate_multi, evaluate_single
 
-# maker(masks (S, H, W) uint8, classes (S,), rng) -> per-source maps (S, H, W)
-Maker = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
+# maker(split_dir, rng) -> per sample, maps (S, H, W) for the S source slots
+Maker = Callable[[Path, np.random.Generator], list[np.ndarray]]
 REFERENCES: dict[str, tuple[str, Maker]] = {}
+DEFAULT = ("chance", "perfect", "visual_only")
 
 
 def register_reference(name: str, label: str) -> Callable[[Maker], Maker]:
@@ -33,14 +42,65 @@ def register_reference(name: str, label: str) -> Callable[[Maker], Maker]:
     return wrap
 
 
+def _ground_truth(split_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    masks = np.load(split_dir / "masks.npy", mmap_mode="r")        # (N, S, H, W)
+    classes = np.load(split_dir / "classes.npy")                   # (N, S)
+    has = np.load(split_dir / "has_source.npy").astype(bool)       # (N,)
+    boxes = np.load(split_dir / "boxes.npy")                       # (N, S, 4)
+    size = masks.shape[-2:]
+    box_masks = np.stack([box_mask(b, size).numpy() for b in boxes])
+    return np.asarray(masks), box_masks, classes, has
+
+
 @register_reference("chance", "chance (random maps)")
-def _chance(masks: np.ndarray, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return rng.random(masks.shape)
+def _chance(split_dir: Path, rng: np.random.Generator) -> list[np.ndarray]:
+    masks = np.load(split_dir / "masks.npy", mmap_mode="r")
+    return [rng.random(masks.shape[1:]) for _ in range(len(masks))]
+
+
+def perfect_map(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """(H, W) 3 on ``mask``, 2 on the rest of ``box``, in (0, 1) outside, falling with the
+    distance to the box: the best map for every metric of the protocol."""
+    from scipy.ndimage import distance_transform_edt
+
+    inside = np.maximum(mask, box) > 0
+    if not inside.any():
+        return np.zeros(mask.shape)
+    dist = distance_transform_edt(~inside)
+    out = 1.0 - dist / (dist.max() + 1.0)
+    out[inside] = 2.0
+    out[mask > 0] = 3.0
+    return out
 
 
 @register_reference("perfect", "perfect (ground truth as the map)")
-def _perfect(masks: np.ndarray, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return masks.astype(np.float64)
+def _perfect(split_dir: Path, rng: np.random.Generator) -> list[np.ndarray]:
+    masks, boxes, _, _ = _ground_truth(split_dir)
+    return [np.stack([perfect_map(m, b) for m, b in zip(ms, bs)]) for ms, bs in zip(masks, boxes)]
+
+
+@torch.no_grad()
+def objectness_maps(images: np.ndarray, upsample: float = 2.0, batch_size: int = 32) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, H, W) L2 norm of the frozen ImageNet EfficientNet-Lite0 features
+    (stride 16 after resizing by ``upsample``), bilinearly resized back to (H, W)."""
+    from avgn_lib.data.image import to_tensor
+    from avgn_lib.models.trunks import EfficientNetLite0Trunk
+
+    trunk = EfficientNetLite0Trunk(pretrained=True, trainable="none", upsample=upsample).eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_tensor(np.asarray(images[start:start + batch_size]))
+        norm = trunk(x).norm(dim=1, keepdim=True)  # (B, 1, h, w)
+        out.append(F.interpolate(norm, size=x.shape[-2:], mode="bilinear",
+                                 align_corners=False)[:, 0].numpy())
+    return np.concatenate(out)
+
+
+@register_reference("visual_only", "visual-only (ImageNet trunk objectness, no audio)")
+def _visual_only(split_dir: Path, rng: np.random.Generator) -> list[np.ndarray]:
+    images = np.load(split_dir / "images.npy", mmap_mode="r")
+    slots = np.load(split_dir / "classes.npy").shape[1]
+    return [np.repeat(m[None], slots, axis=0) for m in objectness_maps(images)]
 
 
 def evaluate_reference(name: str, split_dir: str | Path, iou_threshold: float,
@@ -48,26 +108,25 @@ def evaluate_reference(name: str, split_dir: str | Path, iou_threshold: float,
     """Metrics of reference ``name`` on a built split (``data/built/<dataset>/test``)."""
     if name not in REFERENCES:
         raise ValueError(f"unknown reference {name!r}; available: {sorted(REFERENCES)}")
-    make = REFERENCES[name][1]
     split_dir = Path(split_dir)
-    masks = np.load(split_dir / "masks.npy", mmap_mode="r")        # (N, S, H, W)
-    classes = np.load(split_dir / "classes.npy")                   # (N, S)
-    has = np.load(split_dir / "has_source.npy").astype(bool)       # (N,)
+    masks, boxes, classes, has = _ground_truth(split_dir)
     rng = np.random.default_rng(seed)
-    maps = [make(np.asarray(m), c, rng) for m, c in zip(masks, classes)]
+    maps = REFERENCES[name][1](split_dir, rng)
     if int((classes >= 0).sum(1).max(initial=0)) <= 1:
-        return evaluate_single(np.stack([m[0] for m in maps]), np.asarray(masks[:, 0]),
-                               iou_threshold, has_source=has, confidences=rng.random(len(has)))
-    gts, preds = [], []
-    for m, c, p in zip(masks, classes, maps):
+        return evaluate_single(np.stack([m[0] for m in maps]), masks[:, 0], iou_threshold,
+                               has_source=has, confidences=rng.random(len(has)),
+                               ciou_masks=boxes[:, 0])
+    preds, gts, targets = [], [], []
+    for m, b, c, p in zip(masks, boxes, classes, maps):
         keep = [i for i in range(len(c)) if c[i] >= 0]
-        gts.append({int(c[i]): np.asarray(m[i]) for i in keep})
+        gts.append({int(c[i]): m[i] for i in keep})
+        targets.append({int(c[i]): b[i] for i in keep})
         preds.append({int(c[i]): p[i] for i in keep})
-    return evaluate_multi(preds, gts, iou_threshold)
+    return evaluate_multi(preds, gts, iou_threshold, ciou_per_sample=targets)
 
 
 def reference_rows(data_dir: str | Path, thresholds: dict[str, float],
-                   names: tuple[str, ...] = ("chance", "perfect")) -> list[dict[str, Any]]:
+                   names: tuple[str, ...] = DEFAULT) -> list[dict[str, Any]]:
     """Tidy rows (see :mod:`avgn_lib.results`) of each reference on each ``{dataset: θ}``."""
     from avgn_lib.results import rows_from_metrics
 
@@ -82,7 +141,7 @@ def reference_rows(data_dir: str | Path, thresholds: dict[str, float],
     return rows
 
 
-def reference_infos(names: tuple[str, ...] = ("chance", "perfect")) -> dict[str, dict[str, Any]]:
+def reference_infos(names: tuple[str, ...] = DEFAULT) -> dict[str, dict[str, Any]]:
     """run.json-like entries so the report labels reference rows like runs."""
     return {n: {"run": n, "method": "reference", "label": REFERENCES[n][0], "group": "reference",
                 "seed": 0, "model": {}, "tables": []} for n in names}

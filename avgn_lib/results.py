@@ -115,6 +115,13 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("agnostic", "Class-agnostic inference (classes from the audio presence heads)",
               ("instruments_duet", "everyday_duet", "instruments_trio", "everyday_trio"), MULTI,
               mode="agnostic", references=False),
+    TableSpec("swapped", "Audio-swapped evaluation: every sample scored with another's audio "
+              "(oracle classes); compare with the tables above",
+              ("instruments_solo", "everyday_single", "instruments_duet", "everyday_duet"),
+              ("AP", "AUC", "CAP", "PIAP"), mode="swapped", references=False),
+    TableSpec("classify", "Class-agnostic mode on single-source sets: top-1 class from the audio",
+              ("instruments_solo", "everyday_single"), ("class_top1", "AP", "AUC"),
+              mode="agnostic", references=False),
     TableSpec("extended", "Extended protocol: test sets with silent samples",
               ("instruments_solo", "everyday_single"), ("AP_conf@", "F1_max@"),
               references=False),

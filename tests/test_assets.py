@@ -222,7 +222,7 @@ def test_extract_package_uses_rcc_entries_cat_entries_and_licences(tmp_path: Pat
 def _row(item_id: str, sha: str = "ab") -> dict[str, str]:
     return {"item_id": item_id, "vocab": "everyday", "class": "dog", "modality": "audio",
             "source_package": "apt:x", "source_version": "1", "source_path": "p", "license": "CC0-1.0",
-            "path": item_id, "sha256": sha}
+            "style": "x", "path": item_id, "sha256": sha}
 
 
 def test_manifest_is_sorted_deterministic_and_checked(tmp_path: Path) -> None:
@@ -261,6 +261,7 @@ def test_class_vocabularies_cover_the_required_classes() -> None:
              "accordion", "banjo"}
     vgg = {"dog", "cat", "cow", "sheep", "pig", "horse", "duck", "chicken", "owl", "frog", "lion", "bird",
            "car", "train", "airplane"}
+    # Candidate classes; the build drops those that miss the coverage minimums (see build.py).
     assert len(assets.INSTRUMENT_CLASSES) >= 11 and music <= set(assets.INSTRUMENT_CLASSES)
     assert len(assets.EVERYDAY_CLASSES) >= 20 and vgg <= set(assets.EVERYDAY_CLASSES)
     assert set(assets.GM_PATCHES) == set(assets.INSTRUMENT_CLASSES)
@@ -283,8 +284,24 @@ def test_item_table_gives_every_class_depictions_and_recordings() -> None:
             assert it.cls in assets.CLASSES[it.vocab], it
         else:
             assert it.cls == ""
-    assert sum(it.modality == "soundfont" for it in ITEMS) == 3
+    assert sum(it.modality == "soundfont" for it in ITEMS) == 4  # FluidR3, MuseScore, TimGM6mb, Csound
     assert sum(it.modality == "background" for it in ITEMS) >= 40
+
+
+def test_every_item_has_a_style_and_near_duplicate_sets_share_one() -> None:
+    from avgn_lib.data.assets_sources import style_of
+
+    styles = {it.package: style_of(it) for it in ITEMS if it.package.startswith(("noto", "emojione", "fluent"))}
+    assert styles["noto"] == styles["noto-v1"] == "noto"
+    assert styles["emojione"] == styles["emojione-v1"] == "emojione"
+    assert styles["fluent-emoji"] == styles["fluent-emoji-flat"] == "fluent"
+    assert all(style_of(it) for it in ITEMS)
+    photos = {style_of(it) for it in ITEMS if it.path.startswith("gcompris/explore_farm_animals/")
+              and it.path.endswith(".webp")}
+    assert photos == {"gcompris_photo"}
+    # The old per-file twemoji/openmoji packages are replaced by their Iconify sets (same artwork):
+    # keeping both would count one drawing twice.
+    assert not {"@twemoji/svg", "openmoji"} & {p.name for p in PACKAGES.values()}
 
 
 def test_excluded_sources_never_appear() -> None:
@@ -293,3 +310,112 @@ def test_excluded_sources_never_appear() -> None:
     for it in ITEMS:
         assert not it.entry.endswith("drum_kit.ogg"), "GCompris drum_kit.ogg is CC-Sampling-Plus"
         assert "tuxpaint" not in it.member
+
+
+# ---------------------------------------------------------------- Iconify sets
+def test_iconify_wrapper_resolves_aliases_and_flips() -> None:
+    from avgn_lib.data.assets_iconify import iconify_svg, resolve_icon
+
+    data = {"width": 32, "height": 32,
+            "icons": {"dot": {"body": '<circle cx="8" cy="16" r="6" fill="#f00"/>'},
+                      "wide": {"body": '<rect width="64" height="32"/>', "width": 64}},
+            "aliases": {"dot-left": {"parent": "dot", "hFlip": True}, "again": {"parent": "dot-left"},
+                        "loop": {"parent": "loop"}}}
+    assert resolve_icon(data, "again")["hFlip"] is True and resolve_icon(data, "wide")["width"] == 64
+    svg = iconify_svg(data, "again").decode()
+    assert svg.startswith('<svg xmlns="http://www.w3.org/2000/svg"') and 'viewBox="0 0 32 32"' in svg
+    assert 'transform="translate(32 0) scale(-1 1)"' in svg
+    assert iconify_svg(data, "dot") == iconify_svg(data, "dot")  # byte-deterministic
+    for bad in ("missing", "loop"):
+        with pytest.raises(ValueError, match="set.json"):
+            iconify_svg(data, bad, "set.json")
+
+
+def test_iconify_svg_rasterizes_to_visible_rgba(tmp_path: Path) -> None:
+    """A wrapped icon (a real one from data/raw when fetched, else a made-up body) rasterizes to
+    a non-empty RGBA, and a flipped alias mirrors it."""
+    import numpy as np
+
+    from avgn_lib.data.assets_iconify import iconify_svg
+    from avgn_lib.data.image import load_rgba
+
+    body = '<path fill="#3a7" d="M2 2h12v28H2z"/>'
+    data = {"width": 32, "height": 32, "icons": {"bar": {"body": body}},
+            "aliases": {"bar-r": {"parent": "bar", "hFlip": True}}}
+    (tmp_path / "bar.svg").write_bytes(iconify_svg(data, "bar"))
+    (tmp_path / "bar-r.svg").write_bytes(iconify_svg(data, "bar-r"))
+    left, right = load_rgba(tmp_path / "bar.svg", 64), load_rgba(tmp_path / "bar-r.svg", 64)
+    assert left.shape == (64, 64, 4) and left[..., 3].any()
+    np.testing.assert_array_equal(left[:, ::-1, 3], right[..., 3])
+    real = sorted((Path(__file__).parents[1] / "data" / "raw" / "iconify" / "noto").glob("*.svg"))
+    if real:
+        rgba = load_rgba(real[0], 96)
+        assert rgba.dtype == np.uint8 and rgba.shape[2] == 4 and max(rgba.shape[:2]) == 96
+        assert (rgba[..., 3] > 127).mean() > 0.05, real[0]
+
+
+def test_extract_package_reads_iconify_set_and_its_licence(tmp_path: Path) -> None:
+    import json
+
+    tgz = tmp_path / "iconify-json-fake-1.0.0.tgz"
+    icons = {"width": 16, "height": 16, "icons": {"owl": {"body": '<path d="M0 0h16v16z"/>'}}}
+    info = {"license": {"title": "MIT", "spdx": "MIT"}}
+    with tarfile.open(tgz, "w:gz") as tar:
+        for name, obj in (("package/icons.json", icons), ("package/info.json", info)):
+            blob = json.dumps(obj).encode()
+            ti = tarfile.TarInfo(name)
+            ti.size = len(blob)
+            tar.addfile(ti, io.BytesIO(blob))
+    pkg = Package("fake", "npm", "@iconify-json/fake", "1.0.0", tgz.name, "0" * 64, "MIT", "fakestyle")
+    item = Item("iconify/fake/owl.svg", "fake", "package/icons.json", "everyday", "owl", "image", entry="owl")
+    (ex,) = assets.extract_package(pkg, tgz, [item])
+    assert ex.license == "MIT" and ex.source_path == "package/icons.json#owl"
+    assert ex.data.startswith(b"<svg") and b'viewBox="0 0 16 16"' in ex.data
+    wrong = Package("fake", "npm", "@iconify-json/fake", "1.0.0", tgz.name, "0" * 64, "CC0-1.0")
+    with pytest.raises(ValueError, match="info.json"):
+        assets.extract_package(wrong, tgz, [item])
+
+
+def test_iconify_table_names_only_known_sets_and_classes() -> None:
+    from avgn_lib.data.assets_iconify import ICONIFY_ICONS, ICONIFY_PACKAGES
+
+    keys = {p[0] for p in ICONIFY_PACKAGES}
+    assert len(keys) == 10
+    for cls, per_set in ICONIFY_ICONS.items():
+        assert cls in assets.INSTRUMENT_CLASSES or cls in assets.EVERYDAY_CLASSES, cls
+        assert set(per_set) <= keys, cls
+    for key, _, _, _, _, lic, _ in ICONIFY_PACKAGES:
+        assert lic in {"Apache-2.0", "MIT", "CC-BY-4.0", "CC-BY-SA-4.0"}, key
+
+
+def test_fetched_manifest_rows_carry_licence_style_and_sha256() -> None:
+    """On the fetched data/raw (skipped before `./run.sh data`): every row has a licence, a
+    style and the sha256 of its file; Iconify rows name the icon and their npm package."""
+    import hashlib
+
+    raw = Path(__file__).parents[1] / "data" / "raw"
+    if not (raw / "manifest.csv").is_file():
+        pytest.skip("data/raw not fetched")
+    rows = assets.read_manifest(raw / "manifest.csv")
+    assert {r["item_id"] for r in rows} == {it.path for it in ITEMS}
+    for r in rows:
+        assert r["license"] and r["style"] and len(r["sha256"]) == 64, r
+        assert hashlib.sha256((raw / r["path"]).read_bytes()).hexdigest() == r["sha256"], r["path"]
+        if r["item_id"].startswith("iconify/"):
+            assert r["source_package"].startswith("npm:@iconify-json/") and r["source_path"].startswith(
+                "package/icons.json#")
+        if r["item_id"].startswith("ovos/"):
+            assert r["license"] == "CC0-1.0" and r["item_id"].endswith(".mp3")
+
+
+def test_soundfile_decodes_the_ovos_mp3s() -> None:
+    import soundfile
+
+    raw = Path(__file__).parents[1] / "data" / "raw" / "ovos"
+    files = sorted(raw.glob("*.mp3"))
+    if not files:
+        pytest.skip("data/raw not fetched")
+    assert len(files) == 10
+    for f in files:
+        data, rate = soundfile.read(str(f), dtype="float32")
+        assert rate > 0 and data.shape[0] > rate // 2 and abs(data).max() > 0.01, f

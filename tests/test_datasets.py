@@ -42,22 +42,28 @@ def _tone(path: Path, freq: float, seconds: float, rate: int) -> None:
     sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2, rate)
 
 
+# Depiction v of every class is drawn in style STYLES[v]: a training style and a test style.
+STYLES = ("noto", "twemoji")
+
+
 def make_raw(root: Path) -> Path:
-    """A manifest with 5 everyday + 4 instrument classes, 2 depictions and 2 recordings each."""
+    """A manifest with 5 everyday + 4 instrument classes, 2 depictions (one training style, one
+    test style) and 2 recordings each."""
     rows = []
 
-    def add(rel, vocab, cls, modality):
+    def add(rel, vocab, cls, modality, style="test"):
         data = (root / rel).read_bytes()
         rows.append({"item_id": rel, "vocab": vocab, "class": cls, "modality": modality,
                      "source_package": "test", "source_version": "0", "source_path": rel,
-                     "license": "CC0-1.0", "path": rel, "sha256": hashlib.sha256(data).hexdigest()})
+                     "license": "CC0-1.0", "style": style, "path": rel,
+                     "sha256": hashlib.sha256(data).hexdigest()})
 
     for vocab, classes in (("everyday", EVERYDAY), ("instruments", INSTRUMENTS)):
         (root / vocab).mkdir(parents=True)
         for k, cls in enumerate(classes):
             for v in range(2):
                 _sprite(root / vocab / f"{cls}{v}.png", COLOURS[k], v)
-                add(f"{vocab}/{cls}{v}.png", vocab, cls, "image")
+                add(f"{vocab}/{cls}{v}.png", vocab, cls, "image", STYLES[v])
                 rate = (22050, 16000)[v]  # one recording needs resampling
                 _tone(root / vocab / f"{cls}{v}.wav", 200 + 150 * k + 40 * v, 2.0 + v * 2, rate)
                 add(f"{vocab}/{cls}{v}.wav", vocab, cls, "audio")
@@ -75,8 +81,10 @@ def make_raw(root: Path) -> Path:
 
 
 def tiny_cfg(**kw) -> BuildConfig:
-    return BuildConfig.smoke(image_size=32, clip_size=16, sprite_size=40, background_size=64,
-                             sizes=SIZES, **kw)
+    # The tiny manifest has 2 depictions and 2 recordings per class: minimums of one per split.
+    base = dict(image_size=32, clip_size=16, sprite_size=40, background_size=64, sizes=SIZES,
+                min_train_depictions=1, min_test_depictions=1, min_train_audio=1, min_test_audio=1)
+    return BuildConfig.smoke(**{**base, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +141,7 @@ def test_boxes_bound_the_masks(built):
 
 
 def test_splits_are_disjoint_by_asset(built):
-    _, out, _ = built
+    raw, out, _ = built
     for name in ("instruments_solo", "everyday_single"):
         def used(split):
             imgs, auds, bgs = set(), set(), set()
@@ -146,6 +154,8 @@ def test_splits_are_disjoint_by_asset(built):
         train, test = used("train"), used("test")
         for a, b in zip(train, test):
             assert a and b and not a & b
+        style = {r["item_id"]: r["style"] for r in csv.DictReader(open(raw / "manifest.csv"))}
+        assert {style[i] for i in train[0]} == {"noto"} and {style[i] for i in test[0]} == {"twemoji"}
         meta = json.loads((out / name / "test" / "meta.json").read_text())
         assert set(meta["assets"]["backgrounds"]).isdisjoint(
             json.loads((out / name / "train" / "meta.json").read_text())["assets"]["backgrounds"])
@@ -251,6 +261,7 @@ def test_single_recording_class_is_halved_into_disjoint_units(tmp_path):
     inv = load_inventory(raw, tiny_cfg())
     vocab = inv.vocabs["everyday"]
     assert "frog" in vocab.classes and "bell" not in vocab.classes
+    assert inv.coverage["everyday"]["bell"]["reason"] == "0 train audio units < 1"
     train, test = vocab.audio["train"]["frog"], vocab.audio["test"]["frog"]
     assert len(train) == len(test) == 1 and train != test
     assert {train[0], test[0]} == {"seg:everyday/frog1.wav#0", "seg:everyday/frog1.wav#1"}
@@ -258,3 +269,113 @@ def test_single_recording_class_is_halved_into_disjoint_units(tmp_path):
     full = 4.0 * 22050  # the 16 kHz recording is resampled to 22,050 Hz
     assert abs(sum(h.shape[0] for h in halves) - full) <= 2
     assert not np.array_equal(halves[0][:1000], halves[1][:1000])
+
+
+def test_classes_below_the_coverage_minimums_are_dropped_with_a_reason(tmp_path):
+    from avgn_lib.data.build import load_inventory
+
+    raw = make_raw(tmp_path / "raw")
+    inv = load_inventory(raw, tiny_cfg(min_train_depictions=2))
+    assert "everyday" not in inv.vocabs and "instruments" not in inv.vocabs  # every class short
+    t = inv.coverage["everyday"]["cat"]
+    assert not t["kept"] and t["reason"] == "1 train depictions < 2"
+    assert t["depictions"] == {"train": 1, "val": 0, "test": 1}
+    assert t["styles"] == {"train": ["noto"], "val": [], "test": ["twemoji"]}
+
+
+def test_split_audio_keeps_banks_in_their_split_and_train_at_its_minimum():
+    from avgn_lib.data.build import SOUNDFONT_SPLITS, _split_audio
+
+    cfg = BuildConfig.smoke()
+    banks = [f"sf:soundfonts/{n}" for n in ("FluidR3_GM.sf2", "MuseScore_General_Lite.sf3",
+                                             "TimGM6mb.sf2", "sf_GMbank.sf2")]
+    out = _split_audio(banks + ["rec:a.ogg"], np.random.default_rng(0), cfg)
+    assert out["test"] == [f"sf:{SOUNDFONT_SPLITS['test'][0]}"]
+    assert out["val"] == [f"sf:{SOUNDFONT_SPLITS['val'][0]}"]
+    assert sorted(out["train"]) == sorted(banks[:2] + ["rec:a.ogg"])
+    recs = [f"rec:{i}.wav" for i in range(4)]
+    out = _split_audio(recs, np.random.default_rng(0), cfg)
+    assert len(out["test"]) == 1 and len(out["train"]) == 3 and out["val"] == []
+    out = _split_audio(recs + ["rec:9.wav"], np.random.default_rng(0), cfg)
+    assert [len(out[s]) for s in ("train", "val", "test")] == [3, 1, 1]
+    assert sorted(sum(out.values(), [])) == sorted(recs + ["rec:9.wav"])
+
+
+# ------------------------------------------------------------- the real fetched data (data/raw)
+RAW = Path(__file__).parents[1] / "data" / "raw"
+
+
+@pytest.fixture(scope="module")
+def real_inventory():
+    from avgn_lib.data.build import load_inventory
+
+    if not (RAW / "manifest.csv").is_file():
+        pytest.skip("data/raw not fetched (./run.sh data)")
+    cfg = BuildConfig.smoke()
+    return load_inventory(RAW, cfg), cfg
+
+
+def test_real_inventory_meets_the_coverage_minimums(real_inventory):
+    inv, cfg = real_inventory
+    assert set(inv.vocabs) == {"instruments", "everyday"}
+    for vname, vocab in inv.vocabs.items():
+        assert len(vocab.classes) >= 4
+        for c in vocab.classes:
+            assert len(set(vocab.images["train"][c])) >= cfg.min_train_depictions >= 8, (vname, c)
+            assert len(set(vocab.images["test"][c])) >= cfg.min_test_depictions >= 2, (vname, c)
+            assert len(set(vocab.audio["train"][c])) >= cfg.min_train_audio >= 3, (vname, c)
+            assert len(set(vocab.audio["test"][c])) >= cfg.min_test_audio >= 1, (vname, c)
+        for c, t in inv.coverage[vname].items():
+            assert t["kept"] == (c in vocab.classes) and t["kept"] == (t["reason"] == ""), (vname, c)
+
+
+def test_real_inventory_train_and_test_share_no_depiction_style_recording_or_background(real_inventory):
+    inv, _ = real_inventory
+    rows = {r["item_id"]: r for r in csv.DictReader(open(RAW / "manifest.csv"))}
+    for vname, vocab in inv.vocabs.items():
+        all_train_styles = {rows[i]["style"] for c in vocab.classes for i in vocab.images["train"][c]}
+        for c in vocab.classes:
+            train, test = set(vocab.images["train"][c]), set(vocab.images["test"][c])
+            assert not train & test, (vname, c)
+            assert {rows[i]["class"] for i in train | test} == {c}
+            test_styles = {rows[i]["style"] for i in test}
+            # by style: a test style is unseen in training, for this class and for every other
+            assert not test_styles & all_train_styles, (vname, c, test_styles)
+            assert not set(vocab.audio["train"][c]) & set(vocab.audio["test"][c]), (vname, c)
+            assert not set(vocab.audio["val"][c]) & set(vocab.audio["test"][c]), (vname, c)
+    bg = {s: {inv.background_ids[i] for i in inv.background_split[s]} for s in ("train", "val", "test")}
+    assert bg["test"] and not bg["test"] & (bg["train"] | bg["val"])
+
+
+def test_real_test_depictions_are_not_recolours_of_training_ones(real_inventory):
+    """A recolour keeps the silhouette and the inner line work: for every test depiction and
+    every training depiction of its class (both at 48 x 48 in their own box, flipped or not),
+    the alpha masks and the edge maps (gradient magnitude of the grey image on white) must not
+    both match."""
+    from PIL import Image
+
+    inv, _ = real_inventory
+
+    def features(i, flip=False):
+        rgba = Image.fromarray(inv.sprites[inv.sprite_ids.index(i)]).resize((48, 48), Image.BILINEAR)
+        a = np.asarray(rgba, dtype=np.float32)
+        if flip:
+            a = a[:, ::-1]
+        alpha = a[..., 3] / 255
+        grey = (a[..., :3].mean(-1) * alpha + 255 * (1 - alpha)) / 255
+        gy, gx = np.gradient(grey)
+        edges = np.hypot(gx, gy).ravel()
+        return alpha > 0.5, (edges - edges.mean()) / (edges.std() + 1e-6)
+
+    worst = 0.0
+    for vname, vocab in inv.vocabs.items():
+        for c in vocab.classes:
+            train = [features(i, f) for i in vocab.images["train"][c] for f in (False, True)]
+            for i in vocab.images["test"][c]:
+                m, e = features(i)
+                for tm, te in train:
+                    iou = (m & tm).sum() / max(1, (m | tm).sum())
+                    corr = float((e * te).mean())
+                    worst = max(worst, min(iou, corr))
+                    assert not (iou > 0.9 and corr > 0.8), (vname, c, i, round(float(iou), 3), round(corr, 3))
+    assert worst < 0.8

