@@ -60,6 +60,7 @@ class TrainSection:
     checkpoint_dir: str = "checkpoints/train"
     threads: int = 2
     hflip: bool = True
+    cache_trunk: bool = True  # a frozen pretrained trunk runs once per image (data/features.py)
     engine: dict[str, Any] = field(default_factory=dict)
 
 

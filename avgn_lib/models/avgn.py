@@ -202,7 +202,8 @@ class AVGN(nn.Module):
         """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
         return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
 
-    def _embed(self, image: Tensor, spec: Tensor) -> tuple[dict[str, Tensor], tuple[int, int]]:
+    def _embed(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
+               ) -> tuple[dict[str, Tensor], tuple[int, int]]:
         """Encoders, class tokens, grouping and heads; returns the outputs and the map size."""
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"AVGN: image must be (B, 3, H, W), got {tuple(image.shape)}")
@@ -210,7 +211,7 @@ class AVGN(nn.Module):
             raise ValueError(f"AVGN: spec must be (B, 1, F, T), got {tuple(spec.shape)}")
         if image.shape[0] != spec.shape[0]:
             raise ValueError(f"AVGN: batch sizes differ, image {image.shape[0]} vs spec {spec.shape[0]}")
-        fv = self.visual(image)  # (B, D, h, w)
+        fv = self.visual(image, trunk_feat)  # (B, D, h, w)
         h, w = fv.shape[-2:]
         fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
         fa = F.normalize(self.audio(spec), dim=-1)  # (B, D)
@@ -250,7 +251,7 @@ class AVGN(nn.Module):
         their ``*_logits``; ``token_logits`` (C, C) with AVCT; ``assign_a`` (B, 1, C) and
         ``assign_v`` (B, P, C) with AVG.
         """
-        return self._embed(batch["image"], batch["spec"])[0]
+        return self._embed(batch["image"], batch["spec"], batch.get("trunk_feat"))[0]
 
     def _select(self, out: dict[str, Tensor], classes: Tensor) -> tuple[Tensor, Tensor]:
         """Audio (B, N, D) and visual bags (B, N, P, D) of the given classes (-1 -> class 0)."""

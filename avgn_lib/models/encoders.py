@@ -159,8 +159,15 @@ class VisualEncoder(nn.Module):
         """The trainable trunk parameters (empty for a fully frozen trunk)."""
         return [p for p in self.trunk.parameters() if p.requires_grad]
 
-    def forward(self, image: Tensor) -> Tensor:
-        return self.proj(self.trunk(image))
+    def forward(self, image: Tensor, trunk_feat: Tensor | None = None) -> Tensor:
+        """``trunk_feat``: the frozen trunk's output for ``image``, precomputed
+        (:mod:`avgn_lib.data.features`); only a frozen trunk may be skipped this way."""
+        if trunk_feat is None:
+            return self.proj(self.trunk(image))
+        if self.trunk_parameters():
+            raise ValueError("trunk_feat given, but the visual trunk is trainable: precomputed "
+                             "features would freeze it silently")
+        return self.proj(trunk_feat)
 
     def load_pretrained(self, path: str | Path) -> None:
         """Load a torchvision-style ResNet18 ``state_dict`` (a local ``.pth`` file) into the trunk.

@@ -63,21 +63,22 @@ class EZVSL(nn.Module):
         """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
         return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
 
-    def _encode(self, image: Tensor, spec: Tensor) -> tuple[Tensor, Tensor, tuple[int, int]]:
+    def _encode(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
+                ) -> tuple[Tensor, Tensor, tuple[int, int]]:
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"EZ-VSL: image must be (B, 3, H, W), got {tuple(image.shape)}")
         if spec.dim() != 4 or spec.shape[1] != 1:
             raise ValueError(f"EZ-VSL: spec must be (B, 1, F, T), got {tuple(spec.shape)}")
         if image.shape[0] != spec.shape[0]:
             raise ValueError(f"EZ-VSL: batch sizes differ, image {image.shape[0]} vs spec {spec.shape[0]}")
-        fv = self.visual(image)  # (B, D, h, w)
+        fv = self.visual(image, trunk_feat)  # (B, D, h, w)
         h, w = fv.shape[-2:]
         fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
         return fv, F.normalize(self.audio(spec), dim=-1), (h, w)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``feat_v`` (B, P, D) and ``feat_a`` (B, D), both unit norm."""
-        fv, fa, _ = self._encode(batch["image"], batch["spec"])
+        fv, fa, _ = self._encode(batch["image"], batch["spec"], batch.get("trunk_feat"))
         return {"feat_v": fv, "feat_a": fa}
 
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
