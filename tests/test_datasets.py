@@ -140,6 +140,86 @@ def test_boxes_bound_the_masks(built):
         assert b.tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
 
 
+# Perfect-row targets of the median-rule cIoU against the box: a single source's box covers at
+# least half of the image, each of several sources at least 0.3 of it (in >= 95 % of scenes).
+BOX_TARGET = {"instruments_solo": 0.5, "everyday_single": 0.5, "instruments_duet": 0.3,
+              "everyday_duet": 0.3, "instruments_trio": 0.3, "everyday_trio": 0.3}
+
+
+def test_sounding_boxes_are_sized_like_real_annotations(built):
+    _, out, _ = built
+    for name, target in BOX_TARGET.items():
+        for split in ("train", "test"):
+            d = out / name / split
+            if not d.is_dir():
+                continue
+            masks, boxes = np.load(d / "masks.npy"), np.load(d / "boxes.npy")
+            has = np.load(d / "has_source.npy").astype(bool)
+            classes = np.load(d / "classes.npy")
+            n, s, h, w = masks.shape
+            frac = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]) / (h * w)
+            sounding = classes >= 0
+            assert (sounding.sum(1)[has] == s).all() and not sounding[~has].any()
+            ok = np.where(sounding, frac >= target, True).all(1)[has]
+            assert ok.mean() >= 0.95, (name, split, frac[has].round(3).tolist())
+            ys, xs = np.mgrid[:h, :w]
+            for i, k in zip(*np.nonzero(sounding)):
+                m, (x1, y1, x2, y2) = masks[i, k].astype(bool), boxes[i, k]
+                assert m.any(), (name, split, i, k)
+                inside = (xs >= x1) & (xs < x2) & (ys >= y1) & (ys < y2)
+                assert not (m & ~inside).any(), (name, split, i, k)
+
+
+def test_distractors_hide_at_most_half_of_a_sounding_mask(built):
+    """Repaint every test scene from the layers in scenes.jsonl: the sounding masks come back
+    exactly, and with the distractors removed no source gains more than its shown mask again."""
+    from avgn_lib.data.build import load_inventory
+    from avgn_lib.data.scenes import Scene, layer_from_record, paint, source_masks
+
+    raw, out, _ = built
+    inv = load_inventory(raw, tiny_cfg())
+    shown_distractors, partly_hidden = 0, 0
+    for name in BOX_TARGET:
+        d = out / name / "test"
+        masks = np.load(d / "masks.npy")
+        n, s, h, w = masks.shape
+        for line in (d / "scenes.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            parts = rec["backgrounds"]
+            pw = w // len(parts)
+            for p, part in enumerate(parts):
+                layers = [layer_from_record(l, inv.sprite_ids) for l in part["layers"]]
+                shown_distractors += sum(l.source < 0 for l in layers)
+                bg = inv.background_ids.index(part["image"])
+                scene = Scene(bg, tuple(part["crop"]), layers)
+                got, _ = source_masks(scene, paint(scene, inv.backgrounds, inv.sprites, h, pw)[1], s)
+                np.testing.assert_array_equal(
+                    got, masks[rec["index"], :, :, p * pw:(p + 1) * pw], err_msg=f"{name} {rec['index']}")
+                alone = Scene(bg, scene.crop, [l for l in layers if l.source >= 0])
+                free, _ = source_masks(alone, paint(alone, inv.backgrounds, inv.sprites, h, pw)[1], s)
+                for k in {l.source for l in layers if l.source >= 0}:
+                    hidden = int(free[k].sum()) - int(got[k].sum())
+                    assert got[k].sum() > 0 and hidden <= 0.5 * free[k].sum(), (name, rec["index"], k)
+                    partly_hidden += hidden > 0
+    # not vacuous: distractors were shown and some do cover part of a sounding object
+    assert shown_distractors > 0 and partly_hidden > 0
+
+
+def test_box_fraction_config_is_validated():
+    with pytest.raises(ValueError, match="box_fraction.*everyday_trio"):
+        cfg = tiny_cfg()
+        cfg.box_fraction = {k: v for k, v in cfg.box_fraction.items() if k != "everyday_trio"}
+        cfg.validate()
+    with pytest.raises(ValueError, match=r"box_fraction\['everyday_duet'\].*0.5"):
+        tiny_cfg(box_fraction={**tiny_cfg().box_fraction, "everyday_duet": [0.4, 0.6]}).validate()
+    with pytest.raises(ValueError, match="unknown dataset 'solo'"):
+        tiny_cfg(box_fraction={**tiny_cfg().box_fraction, "solo": [0.5, 0.6]}).validate()
+    with pytest.raises(ValueError, match="distractor_size"):
+        tiny_cfg(distractor_size=[0.5, 0.2]).validate()
+    with pytest.raises(ValueError, match="min_in_frame"):
+        tiny_cfg(min_in_frame=0.0).validate()
+
+
 def test_splits_are_disjoint_by_asset(built):
     raw, out, _ = built
     for name in ("instruments_solo", "everyday_single"):
