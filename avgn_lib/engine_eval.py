@@ -77,7 +77,10 @@ def predict(model: nn.Module, data: DataLoader | Dataset, mode: str = "oracle",
     gt: dict[str, list[np.ndarray]] = {"masks": [], "box_masks": [], "classes": [],
                                        "has_source": [], "index": []}
     for batch in as_loader(data, batch_size):
-        inputs = to_device({k: batch[k] for k in ("image", "spec")}, device, channels_last)
+        inputs = to_device({k: batch[k] for k in ("image", "spec", "trunk_feat") if k in batch},
+                           device, channels_last)
+        # a frozen trunk's precomputed features (avgn_lib.data.features) stand in for the image
+        extra = {"trunk_feat": inputs["trunk_feat"]} if "trunk_feat" in inputs else {}
         classes = batch["classes"].long()                            # (B, S)
         valid = classes >= 0
         counts = valid.sum(1)                                        # (B,)
@@ -86,12 +89,12 @@ def predict(model: nn.Module, data: DataLoader | Dataset, mode: str = "oracle",
             if mode == "oracle":
                 # -1 padding is replaced by class 0 for the call; those maps are dropped below.
                 out = model.localize(inputs["image"], inputs["spec"],
-                                     classes=classes.clamp(min=0).to(device))
-                silent = model.localize(inputs["image"], inputs["spec"], num_sources=1) \
+                                     classes=classes.clamp(min=0).to(device), **extra)
+                silent = model.localize(inputs["image"], inputs["spec"], num_sources=1, **extra) \
                     if bool((counts == 0).any()) else None
             else:
                 k = num_sources or max(1, int(counts.max()))
-                out = model.localize(inputs["image"], inputs["spec"], num_sources=k)
+                out = model.localize(inputs["image"], inputs["spec"], num_sources=k, **extra)
         for i in range(classes.shape[0]):
             if mode == "oracle" and counts[i] > 0:
                 src, keep = out, valid[i].nonzero().flatten().tolist()

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from avgn_lib.data.datasets import box_mask
 from avgn_lib.evaluation import evaluate_multi, evaluate_single
 
-# maker(split_dir, rng) -> per sample, maps (S, H, W) for the S source slots
-Maker = Callable[[Path, np.random.Generator], list[np.ndarray]]
+# maker(split_dir, rng, **options) -> per sample, maps (S, H, W) for the S source slots
+Maker = Callable[..., list[np.ndarray]]
 REFERENCES: dict[str, tuple[str, Maker]] = {}
 DEFAULT = ("chance", "perfect", "visual_only")
 
@@ -53,7 +53,7 @@ def _ground_truth(split_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 
 
 @register_reference("chance", "chance (random maps)")
-def _chance(split_dir: Path, rng: np.random.Generator) -> list[np.ndarray]:
+def _chance(split_dir: Path, rng: np.random.Generator, **_: Any) -> list[np.ndarray]:
     masks = np.load(split_dir / "masks.npy", mmap_mode="r")
     return [rng.random(masks.shape[1:]) for _ in range(len(masks))]
 
@@ -74,7 +74,7 @@ def perfect_map(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 @register_reference("perfect", "perfect (ground truth as the map)")
-def _perfect(split_dir: Path, rng: np.random.Generator) -> list[np.ndarray]:
+def _perfect(split_dir: Path, rng: np.random.Generator, **_: Any) -> list[np.ndarray]:
     masks, boxes, _, _ = _ground_truth(split_dir)
     return [np.stack([perfect_map(m, b) for m, b in zip(ms, bs)]) for ms, bs in zip(masks, boxes)]
 
@@ -97,21 +97,23 @@ def objectness_maps(images: np.ndarray, upsample: float = 2.0, batch_size: int =
 
 
 @register_reference("visual_only", "visual-only (ImageNet trunk objectness, no audio)")
-def _visual_only(split_dir: Path, rng: np.random.Generator) -> list[np.ndarray]:
+def _visual_only(split_dir: Path, rng: np.random.Generator, upsample: float = 1.5,
+                 **_: Any) -> list[np.ndarray]:
     images = np.load(split_dir / "images.npy", mmap_mode="r")
     slots = np.load(split_dir / "classes.npy").shape[1]
-    return [np.repeat(m[None], slots, axis=0) for m in objectness_maps(images)]
+    return [np.repeat(m[None], slots, axis=0) for m in objectness_maps(images, upsample)]
 
 
 def evaluate_reference(name: str, split_dir: str | Path, iou_threshold: float,
-                       seed: int = 0) -> dict[str, Any]:
-    """Metrics of reference ``name`` on a built split (``data/built/<dataset>/test``)."""
+                       seed: int = 0, **options: Any) -> dict[str, Any]:
+    """Metrics of reference ``name`` on a built split (``data/built/<dataset>/test``);
+    ``options`` go to the reference (``upsample`` of ``visual_only``)."""
     if name not in REFERENCES:
         raise ValueError(f"unknown reference {name!r}; available: {sorted(REFERENCES)}")
     split_dir = Path(split_dir)
     masks, boxes, classes, has = _ground_truth(split_dir)
     rng = np.random.default_rng(seed)
-    maps = REFERENCES[name][1](split_dir, rng)
+    maps = REFERENCES[name][1](split_dir, rng, **options)
     if int((classes >= 0).sum(1).max(initial=0)) <= 1:
         return evaluate_single(np.stack([m[0] for m in maps]), masks[:, 0], iou_threshold,
                                has_source=has, confidences=rng.random(len(has)),
@@ -126,7 +128,7 @@ def evaluate_reference(name: str, split_dir: str | Path, iou_threshold: float,
 
 
 def reference_rows(data_dir: str | Path, thresholds: dict[str, float],
-                   names: tuple[str, ...] = DEFAULT) -> list[dict[str, Any]]:
+                   names: tuple[str, ...] = DEFAULT, **options: Any) -> list[dict[str, Any]]:
     """Tidy rows (see :mod:`avgn_lib.results`) of each reference on each ``{dataset: θ}``."""
     from avgn_lib.results import rows_from_metrics
 
@@ -137,7 +139,7 @@ def reference_rows(data_dir: str | Path, thresholds: dict[str, float],
             split = Path(data_dir) / dataset / "test"
             if (split / "masks.npy").is_file():
                 rows += rows_from_metrics(info, dataset, "oracle",
-                                          evaluate_reference(name, split, thr))
+                                          evaluate_reference(name, split, thr, **options))
     return rows
 
 

@@ -61,6 +61,7 @@ class TrainSection:
     threads: int = 2
     hflip: bool = True
     cache_trunk: bool = True  # a frozen pretrained trunk runs once per image (data/features.py)
+    feature_cache_dir: str = "cache/features"  # shared by runs with the same trunk and data
     engine: dict[str, Any] = field(default_factory=dict)
 
 

@@ -41,3 +41,30 @@ def test_cache_refuses_a_trainable_trunk():
         cache_trunk_features(ToyDataset(n=2, size=32), model.visual.trunk, hflip=False)
     with pytest.raises(ValueError, match="trainable"):
         model.visual(torch.zeros(1, 3, 32, 32), trunk_feat=torch.zeros(1, 112, 2, 2))
+
+
+def test_disk_cache_is_keyed_by_data_and_trunk(tmp_path):
+    from avgn_lib.data.features import feature_key
+
+    torch.manual_seed(0)
+    model = build_model("avgn", 3, CFG)
+    data = ToyDataset(n=4, size=32)
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "meta.json").write_text('{"classes": ["a"]}')
+    data.dir = tmp_path / "split"
+    first = cache_trunk_features(data, model.visual.trunk, hflip=True, cache_dir=tmp_path / "c")
+    assert len(list((tmp_path / "c").glob("*.pt"))) == 1
+    again = cache_trunk_features(data, model.visual.trunk, hflip=True, cache_dir=tmp_path / "c")
+    assert torch.equal(first.feats, again.feats)
+    key = feature_key(data, model.visual.trunk, True)
+    assert key != feature_key(data, model.visual.trunk, False)
+    with torch.no_grad():
+        next(model.visual.trunk.parameters()).add_(1.0)
+    assert key != feature_key(data, model.visual.trunk, True)
+    (tmp_path / "split" / "meta.json").write_text('{"classes": ["b"]}')
+    with torch.no_grad():
+        next(model.visual.trunk.parameters()).sub_(1.0)
+    assert key != feature_key(data, model.visual.trunk, True)
+    with pytest.raises(ValueError, match="cannot identify"):
+        cache_trunk_features(ToyDataset(n=2, size=32), model.visual.trunk, hflip=False,
+                             cache_dir=tmp_path / "c")

@@ -8,10 +8,19 @@ wrapper draws it (from torch's generator, so the engine's seeding covers it), mi
 masks and boxes itself, and hands over the features *of the mirrored image* (a CNN is not
 flip-equivariant, so flipping the features would be a different augmentation).
 
-The cache lives in memory for one run (float16, about 27 KB per image and flip at 11x11x112);
-it is keyed by what produced it: the trunk's weights are those of the model being trained.
+The features are held in memory (float16, about 27 KB per image and flip at 11x11x112) and, with
+``cache_dir``, stored on disk under a key of what produced them: the trunk's class, input scale
+and every weight, the training sets' ``meta.json`` and the flip setting. Runs that share a trunk
+and training sets (all instrument runs of a profile) then compute them once. The folder is not a
+DVC output (like ``checkpoints/``): it only saves time, never changes a number.
 """
 from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -27,7 +36,7 @@ class TrunkFeatures(Dataset):
         if hflip and feats.shape[0] != 2:
             raise ValueError("TrunkFeatures: hflip needs the features of the mirrored images too")
         self.dataset, self.feats, self.hflip = dataset, feats, hflip
-        for attr in ("class_names", "num_classes"):
+        for attr in ("class_names", "num_classes", "spec_mean", "spec_std", "dir"):
             if hasattr(dataset, attr):
                 setattr(self, attr, getattr(dataset, attr))
 
@@ -45,18 +54,52 @@ class TrunkFeatures(Dataset):
         return item
 
 
+def _dataset_identity(dataset: Dataset) -> list:
+    """What a dataset's images are: the ``meta.json`` of each built split it concatenates."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is not None:
+        return [x for d in parts for x in _dataset_identity(d)]
+    inner = getattr(dataset, "dataset", None)
+    if inner is not None:
+        return _dataset_identity(inner)
+    meta = Path(getattr(dataset, "dir", "")) / "meta.json"
+    if not meta.is_file():
+        raise ValueError(f"cache_trunk_features(cache_dir=...): cannot identify {type(dataset).__name__}"
+                         " (no built split folder with meta.json); pass cache_dir=None")
+    return [hashlib.sha256(meta.read_bytes()).hexdigest()]
+
+
+def feature_key(dataset: Dataset, trunk: nn.Module, hflip: bool) -> str:
+    """sha256 of the trunk (class, input scale, every weight and buffer) and the dataset."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"trunk": type(trunk).__name__, "upsample": getattr(trunk, "upsample", 1.0),
+                         "hflip": hflip, "data": _dataset_identity(dataset)}).encode())
+    for name, tensor in sorted(trunk.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
 @torch.no_grad()
 def cache_trunk_features(dataset: Dataset, trunk: nn.Module, *, hflip: bool,
                          batch_size: int = 64, channels_last: bool = False,
-                         device: torch.device | str = "cpu") -> TrunkFeatures:
+                         device: torch.device | str = "cpu",
+                         cache_dir: str | Path | None = None) -> TrunkFeatures:
     """Run the frozen ``trunk`` over every image of ``dataset`` (built with hflip off), and over
-    the mirrored images when ``hflip``; return the :class:`TrunkFeatures` wrapper."""
+    the mirrored images when ``hflip``; return the :class:`TrunkFeatures` wrapper. With
+    ``cache_dir``, reuse (or write) ``<cache_dir>/<feature_key>.pt``."""
     if any(p.requires_grad for p in trunk.parameters()):
         raise ValueError("cache_trunk_features: the trunk has trainable parameters; only a frozen "
                          "trunk (trunk_trainable: none) gives the same features every epoch")
     if getattr(dataset, "hflip", False):
         raise ValueError("cache_trunk_features: build the dataset with hflip=False; the cache "
                          "draws the flip itself")
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"{feature_key(dataset, trunk, hflip)}.pt"
+        if path.is_file():
+            feats = torch.load(path, map_location="cpu", weights_only=True)
+            return TrunkFeatures(dataset, feats, hflip)
     was_training = trunk.training
     trunk.eval().to(device)
     flips = (False, True) if hflip else (False,)
@@ -69,4 +112,11 @@ def cache_trunk_features(dataset: Dataset, trunk: nn.Module, *, hflip: bool,
                 x = x.contiguous(memory_format=torch.channels_last)
             out[k].append(trunk(x).to("cpu", torch.float16))
     trunk.train(was_training)
-    return TrunkFeatures(dataset, torch.stack([torch.cat(o) for o in out]), hflip)
+    feats = torch.stack([torch.cat(o) for o in out])
+    if path is not None:  # atomic: a killed run never leaves a truncated cache file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(feats, fh)
+        os.replace(tmp, path)
+    return TrunkFeatures(dataset, feats, hflip)

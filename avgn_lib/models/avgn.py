@@ -300,7 +300,8 @@ class AVGN(nn.Module):
 
     @torch.no_grad()
     def localize(self, image: Tensor, spec: Tensor, classes: Tensor | None = None,
-                 num_sources: int | None = None) -> dict[str, Tensor]:
+                 num_sources: int | None = None, trunk_feat: Tensor | None = None
+                 ) -> dict[str, Tensor]:
         """Per-source cosine-similarity maps at feature resolution.
 
         Args:
@@ -308,6 +309,7 @@ class AVGN(nn.Module):
             classes: (B, N) int, -1 padding: oracle mode, maps follow these classes.
             num_sources: class-agnostic mode: the top-N classes by audio presence p^a; if None,
                 every class with p^a > 0.5 (at least the best one), padded with -1.
+            trunk_feat: optional precomputed output of a frozen visual trunk for ``image``.
         Returns:
             ``maps`` (B, N, h, w) = cos(g^a_n, f^v_p * g^v_n) (0 for padding), ``classes``
             (B, N) int64 (-1 padding, and always -1 when both AVCT and AVG are off),
@@ -315,7 +317,7 @@ class AVGN(nn.Module):
             padding), ``class_probs`` (B, C) = the audio presence probabilities p^a (absent when
             class-agnostic).
         """
-        out, (h, w) = self._embed(image, spec)
+        out, (h, w) = self._embed(image, spec, trunk_feat)
         b = image.shape[0]
         if classes is not None:
             classes = classes.to(image.device).long()

@@ -90,10 +90,11 @@ class EZVSL(nn.Module):
 
     @torch.no_grad()
     def localize(self, image: Tensor, spec: Tensor, classes: Tensor | None = None,
-                 num_sources: int | None = None) -> dict[str, Tensor]:
+                 num_sources: int | None = None, trunk_feat: Tensor | None = None
+                 ) -> dict[str, Tensor]:
         """``maps`` (B, N, h, w) = cos(f^a, f^v_p), the same map for every source slot (0 for
         -1 padding in ``classes``); ``classes`` all -1; ``scores`` the map maximum."""
-        fv, fa, (h, w) = self._encode(image, spec)
+        fv, fa, (h, w) = self._encode(image, spec, trunk_feat)
         b = image.shape[0]
         n = classes.shape[1] if classes is not None else (num_sources or 1)
         if classes is not None:
