@@ -6,6 +6,8 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from avgn_lib.data.datasets import forward_attrs
+
 
 class PadSources(Dataset):
     """Wrap a dataset so every item has exactly ``max_sources`` source slots.
@@ -17,9 +19,7 @@ class PadSources(Dataset):
     def __init__(self, dataset: Dataset, max_sources: int):
         self.dataset = dataset
         self.max_sources = int(max_sources)
-        for attr in ("class_names", "num_classes"):
-            if hasattr(dataset, attr):
-                setattr(self, attr, getattr(dataset, attr))
+        forward_attrs(self, dataset)
 
     def __len__(self) -> int:
         return len(self.dataset)

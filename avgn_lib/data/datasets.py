@@ -89,6 +89,16 @@ class SceneDataset(Dataset):
         }
 
 
+DATASET_ATTRS = ("class_names", "num_classes", "spec_mean", "spec_std", "dir")
+
+
+def forward_attrs(wrapper: Dataset, inner: Dataset) -> None:
+    """A wrapping dataset answers for the built split it wraps (vocabulary, levels, folder)."""
+    for attr in DATASET_ATTRS:
+        if hasattr(inner, attr):
+            setattr(wrapper, attr, getattr(inner, attr))
+
+
 def box_mask(boxes: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """(S, 4) x1, y1, x2, y2 pixel boxes (NaN rows = padding) -> (S, H, W) uint8 filled boxes.
 
@@ -117,9 +127,7 @@ class SwapAudio(Dataset):
         self.dataset, self.offset = dataset, (n // 2 if offset is None else int(offset)) % max(n, 1)
         if n > 1 and self.offset == 0:
             raise ValueError(f"SwapAudio: offset {offset} maps every sample to itself (N={n})")
-        for attr in ("class_names", "num_classes", "dir"):
-            if hasattr(dataset, attr):
-                setattr(self, attr, getattr(dataset, attr))
+        forward_attrs(self, dataset)
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from avgn_lib.data.datasets import forward_attrs
+
 
 class TrunkFeatures(Dataset):
     """``dataset`` (hflip off) plus ``feats[flip]`` (2 or 1, N, C, h, w) float16."""
@@ -36,9 +38,7 @@ class TrunkFeatures(Dataset):
         if hflip and feats.shape[0] != 2:
             raise ValueError("TrunkFeatures: hflip needs the features of the mirrored images too")
         self.dataset, self.feats, self.hflip = dataset, feats, hflip
-        for attr in ("class_names", "num_classes", "spec_mean", "spec_std", "dir"):
-            if hasattr(dataset, attr):
-                setattr(self, attr, getattr(dataset, attr))
+        forward_attrs(self, dataset)
 
     def __len__(self) -> int:
         return len(self.dataset)

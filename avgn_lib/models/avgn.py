@@ -49,8 +49,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avgn_lib.losses import multiple_instance_contrastive
-from avgn_lib.models.encoders import (AudioEncoder, SelfAttentionStack, build_visual_encoder,
-                                      trunk_param_groups)
+from avgn_lib.models.encoders import (AudioEncoder, EncoderConfig, SelfAttentionStack,
+                                      build_visual_encoder, trunk_param_groups)
 from avgn_lib.models.registry import register
 
 _CHOICES = {
@@ -106,7 +106,7 @@ class Grouping(nn.Module):
 
 
 @dataclass
-class AVGNConfig:
+class AVGNConfig(EncoderConfig):
     """AVGN hyper-parameters, each written once. The defaults are the CPU setting.
 
     CPU: D = 128 because the two transformers over P + C tokens cost 12 D^2 per token and layer;
@@ -115,15 +115,6 @@ class AVGNConfig:
     ``loc_visual: raw``, ``symmetric_loss: true``, ``class_reduction: mean``, ``assign_eps: 1.0``.
     """
 
-    dim: int = 128
-    width: int = 32
-    visual_stride: int = 16
-    audio_pool: str = "max"
-    pretrained: str = ""  # local torchvision ResNet18 state_dict for the visual trunk (width 64)
-    visual_trunk: str = "resnet18"  # resnet18 | efficientnet_lite0 (ImageNet, from a PyPI file)
-    trunk_trainable: str = "all"    # none (frozen) | late (stride-16/32 stages) | all
-    image_upsample: float = 1.0     # efficientnet_lite0 only: resize the input first (2: 112 -> 224)
-    trunk_lr_scale: float = 1.0     # learning rate of a pretrained trunk, relative to train.lr
     depth: int = 3
     heads: int = 4
     mlp_ratio: float = 4.0

@@ -13,6 +13,7 @@ Nothing is ever downloaded: :meth:`VisualEncoder.load_pretrained` reads a local 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -276,7 +277,23 @@ class SelfAttentionStack(nn.Module):
         return self.norm(x)
 
 
-def build_visual_encoder(cfg, dim: int) -> VisualEncoder:
+@dataclass
+class EncoderConfig:
+    """The encoder fields of every method built on these encoders (each written once; a method's
+    config dataclass inherits them and adds its own)."""
+
+    dim: int = 128
+    width: int = 32
+    visual_stride: int = 16
+    audio_pool: str = "max"
+    pretrained: str = ""  # local torchvision ResNet18 state_dict for the visual trunk (width 64)
+    visual_trunk: str = "resnet18"  # resnet18 | efficientnet_lite0 (ImageNet, from a PyPI file)
+    trunk_trainable: str = "all"    # none (frozen) | late (stride-16/32 stages) | all
+    image_upsample: float = 1.0     # efficientnet_lite0 only: resize the input first (2: 112 -> 224)
+    trunk_lr_scale: float = 1.0     # learning rate of a pretrained trunk, relative to train.lr
+
+
+def build_visual_encoder(cfg: EncoderConfig, dim: int) -> VisualEncoder:
     """The visual encoder from a method config's trunk fields (``width``, ``visual_stride``,
     ``visual_trunk``, ``trunk_trainable``, ``image_upsample``, ``pretrained``)."""
     enc = VisualEncoder(width=cfg.width, dim=dim, stride=cfg.visual_stride, trunk=cfg.visual_trunk,

@@ -22,23 +22,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avgn_lib.losses import multiple_instance_contrastive
-from avgn_lib.models.encoders import AudioEncoder, build_visual_encoder, trunk_param_groups
+from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
 from avgn_lib.models.registry import register
 
 
 @dataclass
-class EZVSLConfig:
+class EZVSLConfig(EncoderConfig):
     """EZ-VSL hyper-parameters (CPU defaults; the paper sizes are in params/paper.yaml)."""
 
-    dim: int = 128
-    width: int = 32
-    visual_stride: int = 16
-    audio_pool: str = "max"
-    pretrained: str = ""  # local torchvision ResNet18 state_dict for the visual trunk (width 64)
-    visual_trunk: str = "resnet18"  # resnet18 | efficientnet_lite0 (ImageNet, from a PyPI file)
-    trunk_trainable: str = "all"    # none (frozen) | late (stride-16/32 stages) | all
-    image_upsample: float = 1.0     # efficientnet_lite0 only: resize the input first (2: 112 -> 224)
-    trunk_lr_scale: float = 1.0     # learning rate of a pretrained trunk, relative to train.lr
     tau: float = 0.03
     symmetric_loss: bool = False  # True: add the visual-to-audio direction, as the official code
 
