@@ -1,11 +1,10 @@
-"""Results as data: one tidy table for every run, declarative table specs, the paper's numbers.
+"""Results as data: the metric schema and the one tidy table of every run.
 
 The schema is ``COLUMNS`` = run, method, seed, dataset, split, mode, metric, value (fractions in
 [0, 1]; tables show percent). A train stage writes its rows with :func:`write_run_results`
 (``results.csv`` plus the flat ``metrics.json`` that ``dvc metrics show`` reads); the report
-loads every run with :func:`load_results`, adds the reference rows of
-:mod:`avgn_lib.references`, and renders the :data:`TABLES` specs. A run joins a table by listing
-the table's name under ``tables:`` in params.yaml, never by its name or its settings.
+loads every run with :func:`load_results` and renders the specs of :mod:`avgn_lib.tables`
+(kept apart, so a change to a table never re-runs a training stage).
 
 The paper's numbers live in ``paper_results.csv`` beside this file, with the same columns (run =
 the paper's row label, dataset = MUSIC-Solo, ...). They are context, never a target: the
@@ -14,11 +13,9 @@ embedded benchmark is a different dataset.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 COLUMNS = ("run", "method", "seed", "dataset", "split", "mode", "metric", "value")
@@ -66,183 +63,3 @@ def load_results(train_dir: str | Path) -> tuple[pd.DataFrame, dict[str, dict[st
 
 def load_paper() -> pd.DataFrame:
     return pd.read_csv(PAPER_CSV)
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One table: rows are runs (grouped over seeds), columns (dataset, metric).
-
-    ``metrics`` ending in ``@`` match any threshold (``IoU@`` -> ``IoU@0.5``). ``index`` adds
-    columns taken from each run's resolved model config (``—`` where a method has no such key).
-    ``paper`` maps the paper's dataset names to ours, for the context rows.
-    """
-
-    name: str
-    title: str
-    datasets: tuple[str, ...]
-    metrics: tuple[str, ...]
-    mode: str = "oracle"
-    index: tuple[str, ...] = ()
-    paper: dict[str, str] = field(default_factory=dict)
-    paper_rows: tuple[str, ...] = ("EZ-VSL", "AVGN")
-    references: bool = True
-
-
-SINGLE = ("AP", "IoU@", "AUC")
-MULTI = ("CAP", "PIAP", "CIoU@", "AUC")
-TABLES: tuple[TableSpec, ...] = (
-    TableSpec("table1", "Table 1: single-source localization", ("instruments_solo", "everyday_single"),
-              SINGLE, paper={"MUSIC-Solo": "instruments_solo", "VGGSound-Single": "everyday_single"}),
-    TableSpec("table2", "Table 2: multi-source localization (oracle classes)",
-              ("instruments_duet", "everyday_duet"), MULTI,
-              paper={"MUSIC-Duet": "instruments_duet", "VGGSound-Duet": "everyday_duet"}),
-    TableSpec("table3", "Table 3: class tokens (AVCT) and grouping (AVG), instruments",
-              ("instruments_solo", "instruments_duet"), SINGLE + MULTI,
-              index=("use_class_tokens", "use_grouping"),
-              paper={"MUSIC-Solo": "instruments_solo", "MUSIC-Duet": "instruments_duet"},
-              paper_rows=("AVGN (AVCT off, AVG off)", "AVGN (AVG off)", "AVGN (AVCT off)",
-                          "AVGN (Table 3)")),
-    TableSpec("supp1", "Supp. Table 1: depth and assignment, instruments",
-              ("instruments_solo", "instruments_duet"), SINGLE + MULTI,
-              index=("depth", "assignment"),
-              paper={"MUSIC-Solo": "instruments_solo", "MUSIC-Duet": "instruments_duet"},
-              paper_rows=tuple(f"AVGN (depth {d}, {a}; supp. Table 1)" for d, a in
-                               ((1, "softmax"), (3, "softmax"), (6, "softmax"), (12, "softmax"),
-                                (3, "hard")))),
-    TableSpec("trio", "Flexible number of sources: 3-source mixtures, no retraining (oracle)",
-              ("instruments_trio", "everyday_trio"), MULTI,
-              paper={"VGGSound-Trio": "everyday_trio"}),
-    TableSpec("agnostic", "Class-agnostic inference (classes from the audio presence heads)",
-              ("instruments_duet", "everyday_duet", "instruments_trio", "everyday_trio"), MULTI,
-              mode="agnostic", references=False),
-    TableSpec("swapped", "Audio-swapped evaluation: every sample scored with another's audio "
-              "(oracle classes); compare with the tables above",
-              ("instruments_solo", "everyday_single", "instruments_duet", "everyday_duet"),
-              ("AP", "AUC", "CAP", "PIAP"), mode="swapped", references=False),
-    TableSpec("classify", "Class-agnostic mode on single-source sets: top-1 class from the audio",
-              ("instruments_solo", "everyday_single"), ("class_top1", "AP", "AUC"),
-              mode="agnostic", references=False),
-    TableSpec("extended", "Extended protocol: test sets with silent samples",
-              ("instruments_solo", "everyday_single"), ("AP_conf@", "F1_max@"),
-              references=False),
-)
-TABLE_NAMES = tuple(t.name for t in TABLES)
-
-
-def _match(metric: str, wanted: tuple[str, ...]) -> bool:
-    return any(metric.startswith(w) if w.endswith("@") else metric == w for w in wanted)
-
-
-def _order(metric: str, wanted: tuple[str, ...]) -> int:
-    return next(i for i, w in enumerate(wanted)
-                if (metric.startswith(w) if w.endswith("@") else metric == w))
-
-
-def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[str, Any]],
-                references: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Percent values of the runs that list ``spec.name`` (mean over a group's seeds), plus the
-    reference rows; a ``seeds`` column counts the seeds behind each row."""
-    runs = {r for r, info in infos.items() if spec.name in info.get("tables", [])}
-    frame = results[results["run"].isin(runs)]
-    if references is not None and spec.references:
-        frame = pd.concat([references, frame], ignore_index=True)
-    frame = frame[frame["dataset"].isin(spec.datasets) & (frame["mode"] == spec.mode)
-                  & frame["metric"].map(lambda m: _match(m, spec.metrics))]
-    if frame.empty:
-        return pd.DataFrame()
-
-    def row_label(run: str) -> str:
-        info = infos.get(run)
-        return f"{info['label']} [{info['group']}]" if info else run
-
-    frame = frame.assign(row=frame["run"].map(row_label), value=100 * frame["value"])
-    table = frame.pivot_table(index="row", columns=["dataset", "metric"], values="value",
-                              aggfunc="mean", sort=False)
-    seeds = frame.groupby("row", sort=False)["run"].nunique()
-    cols = sorted(table.columns, key=lambda c: (spec.datasets.index(c[0]), _order(c[1], spec.metrics)))
-    table = table[cols].round(1)
-    table.insert(0, ("", "seeds"), seeds.reindex(table.index).astype(int))
-    for key in reversed(spec.index):
-        by_row = {row_label(r): info["model"].get(key, "—") for r, info in infos.items()}
-        table.insert(0, ("", key), [by_row.get(row, "—") for row in table.index])
-    table.index.name = None
-    return table
-
-
-def paper_table(spec: TableSpec, paper: pd.DataFrame) -> pd.DataFrame:
-    """The paper's rows for ``spec`` (percent, the paper's dataset names)."""
-    sub = paper[paper["dataset"].isin(spec.paper) & paper["run"].isin(spec.paper_rows)
-                & paper["metric"].map(lambda m: _match(m, spec.metrics))]
-    if sub.empty:
-        return pd.DataFrame()
-    return sub.pivot_table(index="run", columns=["dataset", "metric"], values="value",
-                           aggfunc="first", sort=False)
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    flat = table.copy()
-    flat.columns = [" ".join(str(p) for p in c if p) if isinstance(c, tuple) else str(c)
-                    for c in flat.columns]
-    return flat.to_markdown()
-
-
-def render(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
-           references: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """Every non-empty table of :data:`TABLES`, keyed by title."""
-    out = {}
-    for spec in TABLES:
-        table = build_table(spec, results, infos, references)
-        if len(table):
-            out[spec.title] = table
-    return out
-
-
-def summary(tables: dict[str, pd.DataFrame]) -> dict[str, float | None]:
-    """Flat ``{"<title> | <row> | <dataset> <metric>": value}`` of every numeric cell."""
-    out: dict[str, float | None] = {}
-    for title, table in tables.items():
-        for row, values in table.iterrows():
-            for col, v in values.items():
-                name = " ".join(str(p) for p in col if p) if isinstance(col, tuple) else str(col)
-                if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool):
-                    out[f"{title} | {row} | {name}"] = None if pd.isna(v) else float(v)
-    return out
-
-
-def report_markdown(tables: dict[str, pd.DataFrame], paper: pd.DataFrame | None = None) -> str:
-    """``tables.md``: every table, then the paper's rows for it (context, not comparable)."""
-    lines = ["# Results on the embedded benchmark (percent, held-out test split)", "",
-             "Generated by notebooks/03_report.ipynb from results/train/*/results.csv. Reference",
-             "rows (chance, perfect, visual-only) are scored by the same protocol. Paper rows are MUSIC/VGGSound",
-             "numbers, shown for context only: a different dataset, not a target.", ""]
-    specs = {t.title: t for t in TABLES}
-    for title, table in tables.items():
-        lines += [f"## {title}", "", to_markdown(table), ""]
-        ref = paper_table(specs[title], paper) if paper is not None and title in specs else None
-        if ref is not None and len(ref):
-            lines += ["Paper (context):", "", to_markdown(ref), ""]
-    return "\n".join(lines)
-
-
-def comparison_plot(tables: dict[str, pd.DataFrame], path: str | Path, columns: int = 2) -> None:
-    """Bar chart of each table's AUC columns (one panel per table), saved to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(title, t[[c for c in t.columns if c[1] == "AUC"]]) for title, t in tables.items()]
-    panels = [(title, t) for title, t in panels if t.shape[1]]
-    rows = max(1, -(-len(panels) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, 3.2 * rows), squeeze=False)
-    for ax, (title, t) in zip(axes.flat, panels):
-        t = t.copy()
-        t.columns = [c[0] for c in t.columns]
-        t.plot.barh(ax=ax, legend=True, fontsize=7)
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("AUC (percent)")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -52,7 +52,7 @@ def _keys(tree, prefix=""):
 def test_every_profile_has_the_sections_of_params_yaml_and_resolves_every_run():
     """Profiles differ in values and in which runs they list; each run must resolve against its
     method's config and TrainConfig (unknown keys fail), and every table a run names exists."""
-    from avgn_lib.results import TABLE_NAMES
+    from avgn_lib.tables import TABLE_NAMES
     from avgn_lib.runs import all_runs
 
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
