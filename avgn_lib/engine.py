@@ -364,6 +364,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         if history:  # resumed: the logs of the finished epochs may have been deleted meanwhile
             _write_history(out_dir, history)
+        (out_dir / "timings.json").write_text("[]")  # this call's epochs only, filled below
 
     timings: list[dict[str, float]] = []
     for epoch in range(start_epoch, cfg.epochs):

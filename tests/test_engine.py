@@ -223,6 +223,11 @@ def test_auto_resume_from_checkpoint_dir_and_fresh_start_on_change(tmp_path):
     assert _numbers(resumed) == _numbers(straight)
     assert len(json.loads((tmp_path / "out" / "timings.json").read_text())) == 1  # 1 epoch left
     assert (tmp_path / "out" / "history.csv").is_file()
+    (tmp_path / "out" / "timings.json").unlink()
+    done = fit(ToyModel(), ToyDataset(jitter=True), val, cfg, tmp_path / "out",
+               checkpoint_dir=ckpt, resume="auto", meta={"fingerprint": {"data": "a"}})
+    assert _numbers(done) == _numbers(straight)  # nothing left to train: the logs come back
+    assert json.loads((tmp_path / "out" / "timings.json").read_text()) == []
     torch.manual_seed(0)
     fresh = fit(ToyModel(), ToyDataset(jitter=True), val, cfg, tmp_path / "out",
                 checkpoint_dir=ckpt, resume="auto", meta={"fingerprint": {"data": "b"}})
