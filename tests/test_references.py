@@ -44,3 +44,16 @@ def test_median_rule_bounds_the_ciou_of_a_small_box(fraction):
     r = evaluate_single(perfect_map(box, box)[None], box[None], 0.5, ciou_masks=box[None])
     # distance ties at the median can add a few pixels to the predicted half
     assert 2 * box.mean() - 0.05 <= r["cIoU"] <= 2 * box.mean() + 1e-9
+
+
+def test_breakdown_means_per_class_and_counts_sources():
+    import pandas as pd
+
+    from avgn_lib.analysis import breakdown, report_section
+
+    a = pd.DataFrame({"class": ["cat", "cat", "dog"], "style": ["x", "y", "x"], "AP": [1.0, 0.5, 0.0]})
+    b = a.assign(AP=[0.0, 0.0, 1.0])
+    table = breakdown({"a": a, "b": b}, "class")
+    assert table.loc["cat", "a"] == 75.0 and table.loc["dog", "b"] == 100.0
+    assert table.loc["cat", "sources"] == 2
+    assert "a beats b on 1 of 2 classes" in report_section({"a": a, "b": b}, "duet")
