@@ -3,7 +3,8 @@
 #   ./run.sh repro   set up .venv + raw data, then `dvc repro` the default (CPU) profile
 #   ./run.sh test    set up .venv + raw data, then unit tests, nbval over notebooks, smoke `dvc repro`
 # Both are idempotent: a second run reuses .venv (keyed by the pins) and the download cache.
-# Other subcommands: setup, data, smoke, lab.
+# Other subcommands: setup, data, smoke, lab. Extra arguments are passed on: `./run.sh repro -f
+# report` to dvc, `./run.sh lab --port 8899` to JupyterLab, `./run.sh test -k cli` to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
@@ -78,21 +79,31 @@ smoke() {
      && "$VENV/bin/dvc" status)
 }
 
-run_tests() {
+run_tests() {  # extra arguments go to the unit-test pytest run (e.g. -k cli, -x)
   setup; data
-  "$VENV/bin/python" -m pytest -q tests
+  "$VENV/bin/python" -m pytest -q "$@" tests
   "$VENV/bin/python" -m pytest -q --nbval-lax --nbval-current-env -p no:randomly notebooks
   smoke
 }
 
-lab() { setup; "$VENV/bin/jupyter" lab results/notebooks; }
+lab() {
+  # Extra arguments go to JupyterLab (e.g. ./run.sh lab --port 8899). No browser is opened: on a
+  # server there is none, and the URL with its token is printed below for the user to open.
+  setup
+  local flags=(--no-browser)
+  # Jupyter refuses to start as root unless told to; only root gets the flag.
+  [ "$(id -u)" = 0 ] && flags+=(--allow-root)
+  mkdir -p results/notebooks
+  echo "[lab] starting JupyterLab on results/notebooks; open the http://127.0.0.1:... URL printed below"
+  exec "$VENV/bin/jupyter" lab "${flags[@]}" "$@" results/notebooks
+}
 
 case "${1:-}" in
   setup) setup ;;
   data) setup; data ;;
   repro) shift; repro "$@" ;;
-  test) run_tests ;;
+  test) shift; run_tests "$@" ;;
   smoke) setup; smoke ;;
-  lab) lab ;;
+  lab) shift; lab "$@" ;;
   *) echo "usage: ./run.sh {repro|test|setup|data|smoke|lab}" >&2; exit 2 ;;
 esac
