@@ -11,7 +11,7 @@ How user inputs are brought to what the model was trained on:
   non-matching aspect ratio is squeezed. The feature-resolution map is upsampled bilinearly to the
   *original* (H, W), which undoes the squeeze.
 * **Audio.** Any rate; resampled to the checkpoint's rate (polyphase). Shorter than the clip length
-  (3 s): zero-padded at the end. Longer: the 3 s window with the highest energy (RMS, searched on a
+  (3 s): zero-padded at the end, reported as ``padded`` with the real window. Longer: the 3 s window with the highest energy (RMS, searched on a
   0.25 s grid; ties -> earliest) is used, because user clips often start or end with silence; the
   chosen window is reported. The window is brought to the training level (``data_cfg.target_rms``,
   peak limited to 0.99) and the log spectrogram standardized with ``data_cfg.spec_mean/spec_std``.
@@ -19,8 +19,8 @@ How user inputs are brought to what the model was trained on:
   the values rank locations within one map and are not comparable across maps; use the
   probabilities for that.
 * **Sources.** Class-agnostic by default: the top ``num_sources`` classes by the model's audio
-  presence probability, or, when ``num_sources`` is None, every class with probability > 0.5 (at
-  least one). ``classes=[names]`` is oracle mode: maps for exactly these classes.
+  presence probability, or, when ``num_sources`` is None, every class whose probability reaches
+  the presence threshold (0.5 unless a val-chosen one is given; at least one, marked "unsure"). ``classes=[names]`` is oracle mode: maps for exactly these classes.
 """
 from __future__ import annotations
 
@@ -128,10 +128,10 @@ def load_model(path: str | Path, device: str | torch.device = "auto",
         raise FileNotFoundError(f"{path}: checkpoint file not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle/zip/unsafe-type errors all mean "not loadable"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: not a loadable checkpoint (truncated, tampered or not a "
-                              f"torch file: {first[:200]})") from None
+    except Exception:  # noqa: BLE001 - pickle/zip/unsafe-type errors all mean "not loadable"
+        # torch's own detail ("pop from empty list", ...) tells a user nothing; say what it is not.
+        raise CheckpointError(f"{path}: not an avgn checkpoint (truncated, tampered or not a "
+                              "torch file)") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: checkpoint holds a {type(ckpt).__name__}, expected a dict")
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
@@ -285,14 +285,19 @@ def run_model(model: LoadedModel, images: torch.Tensor, specs: torch.Tensor,
     return result
 
 
-def select_classes(probs: np.ndarray, num_sources: int | None) -> list[int]:
-    """Top ``num_sources`` class indices by probability, or all above 0.5 (at least one)."""
+def select_classes(probs: np.ndarray, num_sources: int | None,
+                   presence_threshold: float = PRESENCE_THRESHOLD) -> list[int]:
+    """Top ``num_sources`` class indices by probability, or all at or above
+    ``presence_threshold`` (at least one: the most probable, which the caller marks unsure)."""
     order = np.argsort(-probs, kind="stable")
     if num_sources is not None:
         if num_sources < 1:
             raise ValueError(f"num_sources must be >= 1, got {num_sources}")
+        if num_sources > len(probs):
+            raise ValueError(f"num_sources={num_sources} is more than the checkpoint's "
+                             f"{len(probs)} classes")
         return [int(i) for i in order[:num_sources]]
-    above = [int(i) for i in order if probs[i] > PRESENCE_THRESHOLD]
+    above = [int(i) for i in order if probs[i] >= presence_threshold]
     return above or [int(order[0])]
 
 
@@ -312,17 +317,31 @@ def upsample_normalize(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return scaled.clamp_(0.0, 1.0).numpy().astype(np.float32)
 
 
+def verdict(probability: float | None, presence_threshold: float) -> str:
+    """"confident" when the class's presence probability reaches the threshold, else "unsure";
+    "n/a" for class-agnostic methods, which give no probability."""
+    if probability is None:
+        return "n/a"
+    return "confident" if probability >= presence_threshold else "unsure"
+
+
 def analyze(model: LoadedModel, image: np.ndarray, waveform: np.ndarray, sample_rate: int,
             num_sources: int | None = None, classes: Sequence[str] | None = None,
-            threshold: float = 0.5, start_s: float | None = None) -> dict[str, Any]:
+            threshold: float = 0.5, start_s: float | None = None,
+            presence_threshold: float = PRESENCE_THRESHOLD) -> dict[str, Any]:
     """Everything about one image + sound.
 
-    Returns ``{"probabilities": {class: p^a}, "window": [start_s, end_s], "mode": "oracle" |
-    "class-agnostic", "threshold", "sources": [{"class", "probability", "map" (H, W) float32 in
-    [0, 1], "box" (x1, y1, x2, y2) | None, "stats": {"max", "mean", "area_above", "raw_max",
-    "raw_min"}}]}``; ``area_above`` is the fraction of pixels with map >= ``threshold``. For a
-    class-agnostic method (no class tokens) there is one source named ``"sound"``, probability
-    None, and ``probabilities`` is empty.
+    ``threshold`` is the map threshold of the boxes and ``presence_threshold`` the probability
+    from which a class is called "confident" (both best chosen on val, see
+    :mod:`avgn_lib.calibration`). Returns ``{"probabilities": {class: p^a}, "verdicts": {class:
+    "confident" | "unsure"}, "window": [start_s, end_s] (the real audio, so shorter than the
+    model's window for a short clip), "audio_duration_s", "padded" (audio shorter than the
+    window, zero-padded), "mode": "oracle" | "class-agnostic", "threshold", "presence_threshold",
+    "sources": [{"class", "probability", "verdict", "map" (H, W) float32 in [0, 1], "box" (x1, y1,
+    x2, y2) | None, "stats": {"max", "mean", "area_above", "raw_max", "raw_min"}}]}``;
+    ``area_above`` is the fraction of pixels with map >= ``threshold``. A flat map (no location)
+    has no box. For a class-agnostic method (no class tokens) there is one source named
+    ``"sound"``, probability None, and ``probabilities`` is empty.
     """
     from avgn_lib.viz import box_from_map
 
@@ -332,7 +351,8 @@ def analyze(model: LoadedModel, image: np.ndarray, waveform: np.ndarray, sample_
     out = run_model(model, img_t[None], spec, None)
     if "class_probs" in out:
         probs = out["class_probs"][0].numpy()
-        idx = wanted if wanted is not None else select_classes(probs, num_sources)
+        idx = wanted if wanted is not None else select_classes(probs, num_sources,
+                                                               presence_threshold)
         names = [model.class_names[c] for c in idx]
         raw = out["maps"][0, idx]  # (N, h, w)
         probabilities = {n: float(p) for n, p in zip(model.class_names, probs)}
@@ -348,15 +368,22 @@ def analyze(model: LoadedModel, image: np.ndarray, waveform: np.ndarray, sample_
         heat = maps[n]
         sources.append({
             "class": name, "probability": source_probs[n], "map": heat,
-            "box": box_from_map(heat, threshold),
+            # A flat map (normalized to all zeros) locates nothing, whatever the threshold.
+            "box": box_from_map(heat, threshold) if heat.max() > 0 else None,
             "stats": {"max": float(heat.max()), "mean": float(heat.mean()),
                       "area_above": float((heat >= threshold).mean()),
                       "raw_max": float(raw[n].max()), "raw_min": float(raw[n].min())},
         })
     seconds = model.clip_samples / model.sample_rate
-    return {"probabilities": probabilities, "window": [start, start + seconds],
+    duration = len(waveform) / sample_rate
+    for src in sources:
+        src["verdict"] = verdict(src["probability"], presence_threshold)
+    return {"probabilities": probabilities,
+            "verdicts": {n: verdict(p, presence_threshold) for n, p in probabilities.items()},
+            "window": [start, min(start + seconds, duration)], "audio_duration_s": duration,
+            "padded": duration < seconds,
             "mode": "oracle" if wanted is not None else "class-agnostic",
-            "threshold": threshold, "sources": sources}
+            "threshold": threshold, "presence_threshold": presence_threshold, "sources": sources}
 
 
 def localize(model: LoadedModel, image: np.ndarray, waveform: np.ndarray, sample_rate: int,
