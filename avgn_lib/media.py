@@ -243,17 +243,27 @@ def _decode_audio(path: Path, container, sample_rate: int) -> np.ndarray:
     return _check_wave(path, wave.astype(np.float32, copy=False))
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> str:
-    """Encode uint8 (H, W, 3) frames to an MP4; returns the codec used (h264 if present, else
-    mpeg4). Odd sizes are padded by one black row/column since yuv420p needs even sizes."""
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float,
+                audio: np.ndarray | None = None, sample_rate: int | None = None) -> str:
+    """Encode uint8 (H, W, 3) frames to an MP4; returns the video codec used (h264 if present,
+    else mpeg4). Odd sizes are padded by one black row/column since yuv420p needs even sizes.
+
+    ``audio`` (mono float (L,) at ``sample_rate``) is muxed as an AAC track, so the overlay plays
+    with the sound it was computed from.
+    """
     import av
 
     codec = next((c for c in ("libx264", "h264", "mpeg4") if _has_encoder(c)), None)
     if codec is None:
         raise RuntimeError("no H.264 or MPEG-4 encoder available in this PyAV build")
+    if audio is not None and (sample_rate is None or sample_rate <= 0):
+        raise ValueError(f"{path}: audio needs a positive sample_rate, got {sample_rate}")
     rate = Fraction(fps).limit_denominator(1000) if fps > 0 else Fraction(25)
     with av.open(str(path), mode="w") as container:
         stream = None
+        sound = None
+        if audio is not None:
+            sound = container.add_stream("aac", rate=int(sample_rate), layout="mono")
         for frame in frames:
             h, w = frame.shape[:2]
             if stream is None:
@@ -268,7 +278,26 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float) -> s
             raise ValueError(f"{path}: no frames to write")
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            _write_audio(container, sound, np.asarray(audio, np.float32), int(sample_rate))
     return codec
+
+
+def _write_audio(container, stream, wave: np.ndarray, sample_rate: int) -> None:
+    """Encode mono float32 (L,) into ``stream`` in 1024-sample frames (AAC's frame size)."""
+    import av
+
+    wave = np.clip(wave, -1.0, 1.0)
+    step = stream.codec_context.frame_size or 1024
+    for start in range(0, len(wave), step):
+        chunk = wave[start:start + step]
+        frame = av.AudioFrame.from_ndarray(chunk[None], format="fltp", layout="mono")
+        frame.sample_rate = sample_rate
+        frame.pts = start
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 def _has_encoder(name: str) -> bool:

@@ -15,7 +15,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from avgn_lib import annotate
 from avgn_lib.__main__ import main
+from avgn_lib.calibration import CALIBRATION_FORMAT, checkpoint_digest
 from test_inference import write_tiny_checkpoint
 from test_media import make_video, png_with_header_size, tone
 
@@ -80,6 +82,11 @@ def test_video_writes_mp4(files, tmp_path, capsys):
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 8
     assert frames[0].shape == (48, 2 * 64, 3)  # one panel per source, side by side
+    # The overlay carries the input's sound (make_video writes a tone track).
+    with av.open(str(out / doc["mp4"])) as container:
+        assert len(container.streams.audio) == 1
+        sound = np.concatenate([f.to_ndarray().reshape(-1) for f in container.decode(audio=0)])
+    assert np.abs(sound).max() > 0.01
 
 
 def _bad_inputs(files: dict, tmp: Path) -> dict[str, tuple[list, Path]]:
@@ -178,3 +185,114 @@ def test_subprocess_exit_codes(files, tmp_path):
     proc = subprocess.run(good, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "ok" / "result.json").is_file()
+
+
+# ------------------------------------------------------------------- how sure the output is
+
+
+def _calibration(path: Path, ckpt: Path, presence: float, box: float = 0.5) -> Path:
+    path.write_text(json.dumps({"format": CALIBRATION_FORMAT, "presence_threshold": presence,
+                                "map_threshold": box, "checkpoint": str(ckpt),
+                                "checkpoint_sha1": checkpoint_digest(ckpt)}))
+    return path
+
+
+def _localize(files, out, *extra, capsys):
+    return run_cli(["localize", "--checkpoint", files["ckpt"], "--image", files["image"],
+                    "--audio", files["audio"], "--out", out, *extra], capsys)
+
+
+@pytest.mark.parametrize("presence, verdict", [(0.01, "confident"), (0.99, "unsure")])
+def test_every_class_gets_a_probability_and_a_verdict(files, tmp_path, capsys, presence, verdict):
+    calib = _calibration(tmp_path / "cal.json", files["ckpt"], presence)
+    code, stdout, err = _localize(files, tmp_path / "out", "--calibration", calib, capsys=capsys)
+    assert code == 0, err
+    doc = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert doc["presence_threshold"] == presence and doc["calibration"]["calibrated"]
+    assert [c["class"] for c in doc["classes"]] == list(doc["probabilities"])  # ranked
+    assert {c["verdict"] for c in doc["classes"]} == {verdict}
+    assert {s["verdict"] for s in doc["sources"]} == {verdict}
+    assert doc["summary"].startswith(verdict)
+    for name in ("cat", "dog", "violin"):
+        assert any(name in line and verdict in line for line in stdout.splitlines())
+    if verdict == "unsure":
+        # Nothing is confident: one map (the most likely class), plainly not an answer.
+        assert len(doc["sources"]) == 1 and "not an answer" in stdout
+    assert doc["threshold"] == 0.5 and "note:" not in err
+
+
+def test_without_calibration_the_fallback_is_announced(files, tmp_path, capsys):
+    code, _, err = _localize(files, tmp_path / "out", capsys=capsys)
+    assert code == 0
+    assert "note: no calibration" in err and "0.5" in err
+    doc = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert doc["calibration"]["calibrated"] is False and doc["presence_threshold"] == 0.5
+
+
+def test_a_calibration_of_other_weights_is_not_used(files, tmp_path, capsys):
+    other = write_tiny_checkpoint(tmp_path / "other.pt", seed=3)
+    calib = _calibration(tmp_path / "cal.json", other, 0.01)
+    code, _, err = _localize(files, tmp_path / "out", "--calibration", calib, capsys=capsys)
+    assert code == 2 and "another checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+def test_calibration_next_to_the_checkpoint_is_found(files, tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    ckpt = folder / "best.pt"
+    ckpt.write_bytes(files["ckpt"].read_bytes())
+    _calibration(folder / "calibration.json", ckpt, 0.01, box=0.8)
+    code, _, err = run_cli(["localize", "--checkpoint", ckpt, "--image", files["image"], "--audio",
+                            files["audio"], "--out", tmp_path / "out"], capsys)
+    assert code == 0 and "note:" not in err
+    doc = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert doc["threshold"] == 0.8 and doc["calibration"]["source"] == str(folder / "calibration.json")
+
+
+def test_short_audio_is_padded_with_a_warning_and_its_real_window(files, tmp_path, capsys):
+    short = tmp_path / "blip.wav"
+    sf.write(short, tone(0.2, 16000), 16000)
+    out = tmp_path / "out"
+    code, _, err = run_cli(["localize", "--checkpoint", files["ckpt"], "--image", files["image"],
+                            "--audio", short, "--out", out], capsys)
+    assert code == 0, err
+    assert "warning:" in err and "0.20 s" in err and "padded" in err
+    doc = json.loads((out / "result.json").read_text())
+    assert doc["padded"] is True and doc["audio_duration_s"] == pytest.approx(0.2)
+    assert doc["audio_window_s"] == pytest.approx([0.0, 0.2])
+    long_doc = tmp_path / "long"
+    code, _, err = run_cli(["localize", "--checkpoint", files["ckpt"], "--image", files["image"],
+                            "--audio", files["audio"], "--out", long_doc], capsys)
+    assert "warning:" not in err
+    assert json.loads((long_doc / "result.json").read_text())["padded"] is False
+
+
+def test_more_sources_than_classes_is_an_error(files, tmp_path, capsys):
+    code, _, err = _localize(files, tmp_path / "out", "--sources", 99, capsys=capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "99" in err and "3 classes" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_wav_passed_as_checkpoint_is_not_an_avgn_checkpoint(files, tmp_path, capsys):
+    code, _, err = run_cli(["localize", "--checkpoint", files["audio"], "--image", files["image"],
+                            "--audio", files["audio"], "--out", tmp_path / "out"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{files['audio']}: not an avgn checkpoint" in err
+
+
+def _label_height(picture: np.ndarray) -> int:
+    """Rows of the black label strip at the top-left corner."""
+    return int(np.argmax(~(picture[:, 0] == 0).all(axis=1)))
+
+
+@pytest.mark.parametrize("shape", [(45, 70), (600, 800), (3000, 4000)])
+def test_labels_and_lines_scale_with_the_image(shape):
+    image = np.full((*shape, 3), 200, np.uint8)
+    height = _label_height(annotate.draw_label(image, "violin p=0.91 (confident)"))
+    # About 1/25 of the shorter side plus margins, and never below the 11 px bitmap size.
+    assert max(11, shape[0] / 25) <= height <= max(24, shape[0] / 10)
+    assert annotate.line_width(shape) == max(2, round(min(shape) / 250))
+    boxed = annotate.draw_box(image, (10, 10, shape[1] - 10, shape[0] - 10), (255, 0, 0))
+    red = (boxed[shape[0] // 2, :, 0] == 255) & (boxed[shape[0] // 2, :, 1] == 0)
+    assert red.sum() == 2 * annotate.line_width(shape)  # left and right edges
