@@ -137,11 +137,32 @@ def paper_table(spec: TableSpec, paper: pd.DataFrame) -> pd.DataFrame:
                            aggfunc="first", sort=False)
 
 
+NOT_RUN = "—"
+
+
+def _cell(value: Any) -> Any:
+    # A run not evaluated on a dataset is "—", like a method without a config key, not "nan".
+    if isinstance(value, (float, np.floating)) and np.isnan(value):
+        return NOT_RUN
+    return value
+
+
 def to_markdown(table: pd.DataFrame) -> str:
+    """GitHub markdown of a table: "dataset metric" column names, plain row labels (never
+    tuples), "—" for cells a run has no number for."""
     flat = table.copy()
     flat.columns = [" ".join(str(p) for p in c if p) if isinstance(c, tuple) else str(c)
                     for c in flat.columns]
-    return flat.to_markdown()
+    flat.index = [" ".join(str(p) for p in r) if isinstance(r, tuple) else str(r)
+                  for r in flat.index]
+    numeric = [c for c in flat.columns if pd.api.types.is_numeric_dtype(flat[c])]
+    # Numbers keep one decimal and right alignment; a NaN turns a column into text, so format
+    # those columns' numbers here rather than leave it to tabulate.
+    for col in numeric:
+        if flat[col].isna().any():
+            flat[col] = [_cell(v) if pd.isna(v) else f"{v:.1f}" for v in flat[col]]
+    align = ["right" if c in numeric else "left" for c in flat.columns]
+    return flat.to_markdown(colalign=["left"] + align)
 
 
 def render(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
@@ -165,6 +186,52 @@ def summary(tables: dict[str, pd.DataFrame]) -> dict[str, float | None]:
                 if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool):
                     out[f"{title} | {row} | {name}"] = None if pd.isna(v) else float(v)
     return out
+
+
+# Headline numbers per run: one small flat file each, so `dvc metrics show` fits a terminal and
+# `dvc metrics diff` compares commits. Datasets are named by their number of sources (the
+# vocabulary is in the run's name), so instruments and everyday runs share the columns.
+HEADLINE = {"single": ("AP", "AUC"), "duet": ("CAP", "AUC"), "trio": ("CAP", "AUC")}
+_SLOTS = {"solo": "single", "single": "single", "duet": "duet", "trio": "trio"}
+
+
+def headline(results: pd.DataFrame, mode: str = "oracle") -> dict[str, dict[str, dict[str, float]]]:
+    """``{name: {"single": {"AP": %, "AUC": %}, "duet": {...}, "trio": {...}}}`` from tidy rows.
+
+    ``name`` is the run, or ``<reference>_<vocabulary>`` for reference rows (they are scored on
+    every vocabulary's test sets). Values are percent, rounded to 0.1 as in the tables; a run's
+    seeds are separate runs and are not averaged here. Datasets whose name does not end in a
+    known slot (solo/single/duet/trio) are left out.
+    """
+    rows = results[(results["mode"] == mode) & (results["split"] == "test")]
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for rec in rows.itertuples(index=False):
+        vocab, _, slot = rec.dataset.rpartition("_")
+        slot = _SLOTS.get(slot)
+        if slot is None or rec.metric not in HEADLINE[slot] or pd.isna(rec.value):
+            continue
+        name = f"{rec.run}_{vocab}" if rec.method == "reference" else rec.run
+        out.setdefault(name, {}).setdefault(slot, {})[rec.metric] = round(100 * float(rec.value), 1)
+    return {name: {slot: dict(sorted(m.items(), key=lambda kv: HEADLINE[slot].index(kv[0])))
+                   for slot, m in sorted(d.items(), key=lambda kv: list(HEADLINE).index(kv[0]))}
+            for name, d in sorted(out.items())}
+
+
+def write_headline(results: pd.DataFrame, folder: str | Path) -> list[Path]:
+    """One ``<name>.json`` per entry of :func:`headline` in ``folder`` (emptied first, so a
+    removed run does not linger as a metrics file)."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.json"):
+        old.unlink()
+    paths = []
+    for name, values in headline(results).items():
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(values, indent=1) + "\n")
+        paths.append(path)
+    return paths
 
 
 def report_markdown(tables: dict[str, pd.DataFrame], paper: pd.DataFrame | None = None) -> str:
@@ -192,15 +259,18 @@ def comparison_plot(tables: dict[str, pd.DataFrame], path: str | Path, columns: 
     panels = [(title, t[[c for c in t.columns if c[1] == "AUC"]]) for title, t in tables.items()]
     panels = [(title, t) for title, t in panels if t.shape[1]]
     rows = max(1, -(-len(panels) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(7 * columns, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(8.5 * columns, 3.2 * rows), squeeze=False)
     for ax, (title, t) in zip(axes.flat, panels):
         t = t.copy()
         t.columns = [c[0] for c in t.columns]
-        t.plot.barh(ax=ax, legend=True, fontsize=7)
+        t.plot.barh(ax=ax, legend=False, fontsize=7)
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("AUC (percent)")
+        # Outside the axes, right of the bars: inside, the legend covered the longest ones.
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                  title="test set", title_fontsize=6)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)

@@ -1,0 +1,119 @@
+"""Report tables (avgn_lib.tables) on a tiny hand-made tidy frame: readable markdown, the
+headline metrics files, and a comparison figure whose legend stays off the bars."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from avgn_lib import tables as T
+from avgn_lib.results import COLUMNS
+
+
+def _rows(run, method, dataset, values, mode="oracle"):
+    return [(run, method, 0, dataset, "test", mode, m, v) for m, v in values.items()]
+
+
+@pytest.fixture
+def frame():
+    rows = []
+    rows += _rows("inst_avgn", "avgn", "instruments_solo", {"AP": 0.41, "IoU@0.5": 0.2, "AUC": 0.44})
+    rows += _rows("inst_avgn", "avgn", "instruments_duet", {"CAP": 0.23, "PIAP": 0.26, "CIoU@0.3": 0.5, "AUC": 0.32})
+    rows += _rows("inst_avgn", "avgn", "instruments_trio", {"CAP": 0.17, "AUC": 0.27})
+    rows += _rows("inst_noavct", "avgn", "instruments_solo", {"AP": 0.42, "IoU@0.5": 0.3, "AUC": 0.46})
+    rows += _rows("ev_ezvsl", "ezvsl", "everyday_single", {"AP": 0.77, "IoU@0.5": 0.7, "AUC": 0.556})
+    rows += _rows("chance", "reference", "instruments_solo", {"AP": 0.336, "AUC": 0.409})
+    rows += _rows("chance", "reference", "everyday_single", {"AP": 0.427, "AUC": 0.408})
+    rows += _rows("inst_avgn", "avgn", "instruments_duet", {"CAP": 0.09}, mode="agnostic")
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+@pytest.fixture
+def infos():
+    base = {"seed": 0, "group": None}
+    return {
+        "inst_avgn": {**base, "label": "AVGN", "group": "inst_avgn", "tables": ["table1", "table3"],
+                      "model": {"use_class_tokens": True, "use_grouping": True}},
+        "inst_noavct": {**base, "label": "AVGN (AVCT off)", "group": "inst_noavct", "tables": ["table3"],
+                        "model": {"use_class_tokens": False, "use_grouping": True}},
+        "ev_ezvsl": {**base, "label": "EZ-VSL", "group": "ev_ezvsl", "tables": ["table1"], "model": {}},
+        "chance": {**base, "label": "chance", "group": "reference", "tables": [], "model": {}},
+    }
+
+
+def test_markdown_has_plain_labels_every_index_cell_and_dashes_for_missing(frame, infos):
+    refs = frame[frame["method"] == "reference"]
+    tables = T.render(frame[frame["method"] != "reference"], infos, refs)
+    md = T.report_markdown(tables)
+    assert "('" not in md and "nan" not in md
+    table1 = T.to_markdown(tables["Table 1: single-source localization"])
+    ezvsl = next(l for l in table1.splitlines() if "EZ-VSL [ev_ezvsl]" in l)
+    cells = [c.strip() for c in ezvsl.strip("|").split("|")]
+    # Not evaluated on instruments_solo: a dash, and its own numbers with one decimal.
+    assert cells[2:5] == ["—", "—", "—"] and cells[5] == "77.0"
+    table3 = T.to_markdown(tables["Table 3: class tokens (AVCT) and grouping (AVG), instruments"])
+    body = [l for l in table3.splitlines()[2:]]
+    # Every row names both settings; repeated values are not merged into blank cells.
+    for line in body:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert all(cells[:3]), line
+    avct_off = next(l for l in body if "AVCT off" in l)
+    assert [c.strip() for c in avct_off.strip("|").split("|")][1:3] == ["False", "True"]
+
+
+def test_to_markdown_flattens_tuple_row_labels():
+    table = pd.DataFrame({("instruments_solo", "AP"): [1.0, np.nan]},
+                         index=pd.MultiIndex.from_tuples([("✓", "a"), ("✗", "b")]))
+    md = T.to_markdown(table)
+    assert "('" not in md and "✓ a" in md and "—" in md
+
+
+def test_headline_is_small_flat_and_per_run(frame, tmp_path):
+    head = T.headline(frame)
+    assert set(head) == {"inst_avgn", "inst_noavct", "ev_ezvsl", "chance_instruments", "chance_everyday"}
+    assert head["inst_avgn"] == {"single": {"AP": 41.0, "AUC": 44.0}, "duet": {"CAP": 23.0, "AUC": 32.0},
+                                 "trio": {"CAP": 17.0, "AUC": 27.0}}
+    assert head["ev_ezvsl"]["single"] == {"AP": 77.0, "AUC": 55.6}
+    # Only oracle numbers: the agnostic CAP (9) does not leak in.
+    paths = T.write_headline(frame, tmp_path / "headline")
+    (tmp_path / "headline" / "stale_run.json").write_text("{}")
+    paths = T.write_headline(frame, tmp_path / "headline")
+    assert sorted(p.name for p in (tmp_path / "headline").iterdir()) == sorted(p.name for p in paths)
+    keys = set()
+    for path in paths:
+        doc = json.loads(path.read_text())
+        keys |= {f"{slot}.{m}" for slot, ms in doc.items() for m in ms}
+    # The union of keys is what `dvc metrics show` makes columns of: a handful.
+    assert keys <= {"single.AP", "single.AUC", "duet.CAP", "duet.AUC", "trio.CAP", "trio.AUC"}
+
+
+def test_comparison_legend_is_beside_the_bars(frame, infos, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    refs = frame[frame["method"] == "reference"]
+    tables = T.render(frame[frame["method"] != "reference"], infos, refs)
+    captured = {}
+    real_close = plt.close
+    # Keep the figure to measure it (comparison_plot closes it after saving).
+    plt.close = lambda fig=None: captured.setdefault("fig", fig)
+    try:
+        T.comparison_plot(tables, tmp_path / "c.png")
+    finally:
+        plt.close = real_close
+    fig = captured["fig"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    drawn = 0
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None:
+            continue
+        drawn += 1
+        assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    assert drawn >= 2 and (tmp_path / "c.png").stat().st_size > 0
+    real_close(fig)
