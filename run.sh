@@ -3,8 +3,9 @@
 #   ./run.sh repro   set up .venv + raw data, then `dvc repro` the default (CPU) profile
 #   ./run.sh test    set up .venv + raw data, then unit tests, nbval over notebooks, smoke `dvc repro`
 # Both are idempotent: a second run reuses .venv (keyed by the pins) and the download cache.
-# Other subcommands: setup, data, smoke, lab. Extra arguments are passed on: `./run.sh repro -f
-# report` to dvc, `./run.sh lab --port 8899` to JupyterLab, `./run.sh test -k cli` to pytest.
+# Other subcommands: setup, data, smoke, lab, plots (`dvc plots show`, rendered offline).
+# Extra arguments are passed on: `./run.sh repro -f report` to dvc, `./run.sh lab --port 8899` to
+# JupyterLab, `./run.sh test -k cli` to pytest, `./run.sh plots -o dir` to dvc plots show.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(pwd)"
@@ -15,6 +16,7 @@ export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$HOME/.cache/avgn/pip}"
 AVGN_DOWNLOADS="${AVGN_DOWNLOADS:-$HOME/.cache/avgn/downloads}"
 PY="${PYTHON:-}"
 VENV="$ROOT/.venv"
+PLOTS_TEMPLATE="$ROOT/tmp/vega/dvc_plots.html"
 export PATH="$VENV/bin:$PATH"  # dvc stages call papermill / python3 from the project environment
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -56,6 +58,10 @@ setup() {
   fi
   # dvc: offline and quiet (no analytics, no remote needed).
   "$VENV/bin/dvc" config --local core.analytics false >/dev/null 2>&1 || true
+  # `dvc plots show` loads Vega from a CDN; this page inlines pinned npm builds instead.
+  [ -f "$PLOTS_TEMPLATE" ] || "$VENV/bin/python" -m avgn_lib.offline_plots \
+    --downloads "$AVGN_DOWNLOADS" --out "$PLOTS_TEMPLATE" \
+    || echo "[setup] warning: offline plots template not built (npm pack failed); ./run.sh plots needs it" >&2
 }
 
 data() {
@@ -86,6 +92,11 @@ run_tests() {  # extra arguments go to the unit-test pytest run (e.g. -k cli, -x
   smoke
 }
 
+plots() {  # extra arguments go to `dvc plots show` (e.g. -o other_dir, --open)
+  setup
+  "$VENV/bin/dvc" plots show --html-template "$PLOTS_TEMPLATE" "$@"
+}
+
 lab() {
   # Extra arguments go to JupyterLab (e.g. ./run.sh lab --port 8899). No browser is opened: on a
   # server there is none, and the URL with its token is printed below for the user to open.
@@ -105,5 +116,6 @@ case "${1:-}" in
   test) shift; run_tests "$@" ;;
   smoke) setup; smoke ;;
   lab) shift; lab "$@" ;;
-  *) echo "usage: ./run.sh {repro|test|setup|data|smoke|lab}" >&2; exit 2 ;;
+  plots) shift; plots "$@" ;;
+  *) echo "usage: ./run.sh {repro|test|setup|data|smoke|lab|plots}" >&2; exit 2 ;;
 esac

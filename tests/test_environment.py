@@ -96,3 +96,37 @@ def test_config_values_are_typed_not_truthy():
     for bad in ({"flag": "false"}, {"flag": 0}, {"n": "2"}, {"n": True}, {"lr": "fast"}):
         with pytest.raises(ValueError, match="Cfg\\."):
             from_dict(Cfg, bad)
+
+
+def test_learning_curve_plots_name_every_run_and_declare_their_columns():
+    """dvc.yaml's top-level plots list each run of params.yaml (DVC cannot loop over runs there)
+    with y columns declared, and the columns exist in the run's committed history.csv."""
+    import csv
+
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    expected = {f"{params['train']['results_dir']}/{run}/history.csv" for run in params["runs"]}
+    plots = {name: body for entry in dvc["plots"] for name, body in entry.items()}
+    assert {"loss", "validation"} <= set(plots)
+    for name, body in plots.items():
+        assert body["x"] == "epoch"
+        assert set(body["y"]) <= expected, name
+        if name in ("loss", "validation"):
+            assert set(body["y"]) == expected, f"{name}: update dvc.yaml plots to params.yaml runs"
+        for path, columns in body["y"].items():
+            assert columns and not any("per_s" in c or c.startswith("time") for c in columns)
+            history = ROOT / path
+            if history.is_file():
+                with history.open() as fh:
+                    header = next(csv.reader(fh))
+                assert set(columns) <= set(header), f"{name}: {path}"
+    train = dvc["stages"]["train"]["do"]
+    assert "plots" not in train, "history.csv is drawn by the top-level plots (with y declared)"
+
+
+def test_metrics_are_the_small_headline_files():
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    declared = [next(iter(m)) if isinstance(m, dict) else m
+                for stage in dvc["stages"].values() for m in stage.get("do", stage).get("metrics", [])]
+    assert "${report.out_dir}/headline" in declared
+    assert not any(m.endswith(("summary.json", "/metrics.json")) for m in declared)

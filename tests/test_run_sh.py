@@ -62,3 +62,11 @@ def test_repro_passes_arguments_to_dvc(tmp_path):
     # `data` runs the (fake) python twice, then dvc gets the extra arguments.
     out = _run(clone, "repro", "-f", "report")
     assert "dvc repro -f report" in out.splitlines()
+
+
+def test_plots_uses_the_offline_template_and_passes_arguments(tmp_path):
+    out = _run(_fake_clone(tmp_path, 1000), "plots", "-o", "here")
+    line = next(l for l in out.splitlines() if l.startswith("dvc plots"))
+    args = line.split()
+    assert args[:3] == ["dvc", "plots", "show"] and args[-2:] == ["-o", "here"]
+    assert args[args.index("--html-template") + 1].endswith("tmp/vega/dvc_plots.html")
