@@ -296,3 +296,25 @@ def test_labels_and_lines_scale_with_the_image(shape):
     boxed = annotate.draw_box(image, (10, 10, shape[1] - 10, shape[0] - 10), (255, 0, 0))
     red = (boxed[shape[0] // 2, :, 0] == 255) & (boxed[shape[0] // 2, :, 1] == 0)
     assert red.sum() == 2 * annotate.line_width(shape)  # left and right edges
+
+
+def test_the_readme_demo_command_runs(files, tmp_path, monkeypatch, capsys):
+    """The README's localize command, verbatim, in a folder laid out like a repo after repro
+    (a tiny checkpoint and scene in place of the trained ones)."""
+    import re
+    import shlex
+
+    readme = (REPO / "README.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if "avgn_lib localize" in b)
+    argv = shlex.split(block.replace("\\\n", " "))
+    assert argv[:3] == [".venv/bin/python", "-m", "avgn_lib"]
+    argv = argv[3:]
+    value = {a: argv[i + 1] for i, a in enumerate(argv) if a.startswith("--")}
+    for key, source in (("--checkpoint", "ckpt"), ("--image", "image"), ("--audio", "audio")):
+        target = tmp_path / value[key]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(files[source].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert (tmp_path / value["--out"] / "result.json").is_file() and "wrote" in stdout

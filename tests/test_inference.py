@@ -276,3 +276,30 @@ def test_colorize_jet_matches_matplotlib():
     ref = (colormaps["jet"](ramp)[..., :3] * 255 + 0.5).astype(int)
     # A close approximation (same endpoints and hue order), not a byte-exact copy.
     assert np.abs(ours - ref).max() <= 32 and np.abs(ours - ref).mean() < 8
+
+
+def test_a_flat_map_gets_no_box_whatever_the_threshold(tiny, monkeypatch):
+    real = inference.run_model
+
+    def flat(model, images, specs, class_idx):
+        out = real(model, images, specs, class_idx)
+        out["maps"] = torch.full_like(out["maps"], 0.7)  # no location at all
+        return out
+
+    monkeypatch.setattr(inference, "run_model", flat)
+    for threshold in (0.0, 0.5):
+        result = inference.analyze(tiny, picture(), noise(3.0, 22050), 22050, num_sources=2,
+                                   threshold=threshold)
+        assert [s["box"] for s in result["sources"]] == [None, None]
+        assert all(float(s["map"].max()) == 0.0 for s in result["sources"])
+
+
+def test_verdicts_follow_the_presence_threshold(tiny):
+    low = inference.analyze(tiny, picture(), noise(3.0, 22050), 22050, presence_threshold=0.0)
+    assert set(low["verdicts"].values()) == {"confident"}
+    assert len(low["sources"]) == len(CLASSES)  # every class reaches 0: all are sources
+    high = inference.analyze(tiny, picture(), noise(3.0, 22050), 22050, presence_threshold=1.01)
+    assert set(high["verdicts"].values()) == {"unsure"} and len(high["sources"]) == 1
+    assert high["sources"][0]["verdict"] == "unsure"
+    with pytest.raises(ValueError, match="more than"):
+        inference.analyze(tiny, picture(), noise(3.0, 22050), 22050, num_sources=4)
