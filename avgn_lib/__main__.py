@@ -115,6 +115,7 @@ def write_outputs(result: dict[str, Any], image: np.ndarray, out: Path, alpha: f
         sources.append({"class": src["class"], "probability": src["probability"],
                         "verdict": src["verdict"],
                         "box_xyxy": list(src["box"]) if src["box"] is not None else None,
+                        "box_fraction": _box_fraction(src["box"], image.shape[:2]),
                         "stats": src["stats"], "overlay": png.name})
     ranked = sorted(result["probabilities"].items(), key=lambda kv: -kv[1])
     doc = {**extra, "mode": result["mode"], "summary": summary_line(result),
@@ -142,6 +143,7 @@ def _video_panels(model, video, idx: list[int], names: list[str], alpha: float):
 
 def cmd_localize(args: argparse.Namespace) -> int:
     from avgn_lib import inference, media
+    from avgn_lib.calibration import as_dict
 
     _check_args(args)
     model = inference.load_model(args.checkpoint, device=args.device)
@@ -153,8 +155,6 @@ def cmd_localize(args: argparse.Namespace) -> int:
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     if classes is not None:
         inference.class_indices(model, classes)  # fail on unknown names before decoding media
-    from avgn_lib.calibration import as_dict
-
     extra: dict[str, Any] = {"checkpoint": str(args.checkpoint), "method": model.method,
                              "calibration": as_dict(cal)}
     if args.video is not None:
@@ -184,7 +184,8 @@ def cmd_localize(args: argparse.Namespace) -> int:
         # Class-agnostic methods report no probabilities and produce a single map.
         idx = ([model.class_names.index(s["class"]) for s in result["sources"]]
                if result["probabilities"] else None)
-        names = [s["class"] for s in result["sources"]]
+        names = [s["class"] if s["probability"] is None else f"{s['class']} ({s['verdict']})"
+                 for s in result["sources"]]
         args.out.mkdir(parents=True, exist_ok=True)
         mp4 = args.out / "localized.mp4"
         codec = media.write_video(mp4, _video_panels(model, video, idx, names, args.alpha),
@@ -196,11 +197,30 @@ def cmd_localize(args: argparse.Namespace) -> int:
         print(f"  {entry['class']:>20s}  p={entry['probability']:.3f}  {entry['verdict']}")
     for src in doc["sources"]:
         prob = "" if src["probability"] is None else f" p={src['probability']:.3f} ({src['verdict']})"
-        box = "none (no location above the map threshold)" if src["box_xyxy"] is None \
-            else src["box_xyxy"]
-        print(f"map {src['class']}{prob}: box={box} -> {args.out / src['overlay']}")
+        print(f"map {src['class']}{prob}: box={_box_text(src['box_xyxy'], image.shape[:2])} -> "
+              f"{args.out / src['overlay']}")
     print(f"wrote {args.out / 'result.json'}")
     return 0
+
+
+BROAD_BOX = 0.9  # a box over >= 90% of the frame is reported as "no particular location"
+
+
+def _box_fraction(box, shape_hw: tuple[int, int]) -> float | None:
+    """Share of the frame a box (x1, y1, x2, y2) covers; None without a box."""
+    if box is None:
+        return None
+    x1, y1, x2, y2 = box
+    return (x2 - x1) * (y2 - y1) / float(shape_hw[0] * shape_hw[1])
+
+
+def _box_text(box: list[int] | None, shape_hw: tuple[int, int]) -> str:
+    if box is None:
+        return "none (no location above the map threshold)"
+    cover = _box_fraction(box, shape_hw)
+    if cover >= BROAD_BOX:
+        return f"{box} (covers {cover:.0%} of the frame: the map singles out no location)"
+    return f"{box} ({cover:.0%} of the frame)"
 
 
 def _calibration(args: argparse.Namespace):

@@ -56,6 +56,7 @@ def test_image_audio_outputs(files, tmp_path, capsys):
         x1, y1, x2, y2 = src["box_xyxy"]
         assert 0 <= x1 < x2 <= 70 and 0 <= y1 < y2 <= 45
         assert set(src["stats"]) >= {"max", "mean", "area_above"}
+        assert src["box_fraction"] == pytest.approx((x2 - x1) * (y2 - y1) / (45 * 70))
         assert src["class"] in stdout
 
 
@@ -318,3 +319,11 @@ def test_the_readme_demo_command_runs(files, tmp_path, monkeypatch, capsys):
     code, stdout, err = run_cli(argv, capsys)
     assert code == 0, err
     assert (tmp_path / value["--out"] / "result.json").is_file() and "wrote" in stdout
+
+
+def test_box_text_says_when_a_box_is_the_whole_frame():
+    from avgn_lib.__main__ import _box_text
+
+    assert "singles out no location" in _box_text([0, 0, 100, 50], (50, 100))
+    assert _box_text([10, 10, 30, 20], (50, 100)) == "[10, 10, 30, 20] (4% of the frame)"
+    assert _box_text(None, (50, 100)).startswith("none")
