@@ -234,6 +234,34 @@ def write_headline(results: pd.DataFrame, folder: str | Path) -> list[Path]:
     return paths
 
 
+# The main tables get a DVC bar plot each (plots/table_bars.json): methods x test set and metric.
+PLOTTED_TABLES = ("table1", "table2", "table3")
+
+
+def plot_rows(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[str, Any]],
+              references: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Long rows for one table's bar plot: ``row`` (as in the table), ``column`` ("dataset
+    metric"), ``value`` (mean over the row's seeds, percent), ``lo``/``hi`` (min/max over the
+    seeds: the error bar) and ``seeds``."""
+    table = build_table(spec, results, infos, references)
+    if table.empty:
+        return pd.DataFrame(columns=["row", "column", "value", "lo", "hi", "seeds"])
+    label = {r: f"{i['label']} [{i['group']}]" for r, i in infos.items()}
+    frame = results if references is None else pd.concat([references, results], ignore_index=True)
+    frame = frame[frame["mode"] == spec.mode].assign(row=lambda f: f["run"].map(label),
+                                                      value=lambda f: 100 * f["value"])
+    out = []
+    for (dataset, metric) in [c for c in table.columns if c[0]]:
+        for row in table.index:
+            vals = frame.loc[(frame["row"] == row) & (frame["dataset"] == dataset)
+                             & (frame["metric"] == metric), "value"]
+            if len(vals):
+                out.append({"row": row, "column": f"{dataset} {metric}",
+                            "value": round(float(vals.mean()), 1), "lo": round(float(vals.min()), 1),
+                            "hi": round(float(vals.max()), 1), "seeds": int(len(vals))})
+    return pd.DataFrame(out, columns=["row", "column", "value", "lo", "hi", "seeds"])
+
+
 def report_markdown(tables: dict[str, pd.DataFrame], paper: pd.DataFrame | None = None) -> str:
     """``tables.md``: every table, then the paper's rows for it (context, not comparable)."""
     lines = ["# Results on the embedded benchmark (percent, held-out test split)", "",

@@ -117,3 +117,21 @@ def test_comparison_legend_is_beside_the_bars(frame, infos, tmp_path):
         assert legend.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
     assert drawn >= 2 and (tmp_path / "c.png").stat().st_size > 0
     real_close(fig)
+
+
+def test_plot_rows_give_seed_error_bars(frame, infos):
+    # A second seed of the AVGN group: the bar is the mean, the error bar spans both seeds.
+    seed1 = frame[frame["run"] == "inst_avgn"].assign(run="inst_avgn_s1", seed=1)
+    seed1 = seed1.assign(value=seed1["value"] + 0.1)
+    infos = {**infos, "inst_avgn_s1": {**infos["inst_avgn"], "seed": 1}}
+    both = pd.concat([frame, seed1], ignore_index=True)
+    refs = both[both["method"] == "reference"]
+    spec = {t.name: t for t in T.TABLES}["table1"]
+    rows = T.plot_rows(spec, both[both["method"] != "reference"], infos, refs)
+    ap = rows[(rows["row"] == "AVGN [inst_avgn]") & (rows["column"] == "instruments_solo AP")].iloc[0]
+    assert (ap["value"], ap["lo"], ap["hi"], ap["seeds"]) == (46.0, 41.0, 51.0, 2)
+    chance = rows[rows["row"].str.startswith("chance")]
+    assert set(chance["column"]) == {"instruments_solo AP", "instruments_solo AUC",
+                                     "everyday_single AP", "everyday_single AUC"}
+    assert (chance["lo"] == chance["hi"]).all()
+    assert list(rows.columns) == ["row", "column", "value", "lo", "hi", "seeds"]
