@@ -132,7 +132,7 @@ def write_outputs(result: dict[str, Any], image: np.ndarray, out: Path, alpha: f
 
 def _video_panels(model, video, idx: list[int], names: list[str], alpha: float):
     from avgn_lib.annotate import draw_label
-    from avgn_lib.inference import video_maps
+    from avgn_lib.inference_video import video_maps
     from avgn_lib.viz import overlay
 
     for t, frame, maps in video_maps(model, video, idx):
