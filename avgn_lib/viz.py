@@ -81,6 +81,21 @@ def draw_box(image: np.ndarray, box: tuple[int, int, int, int] | None,
     return np.asarray(pil)
 
 
+def draw_outline(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 255, 255),
+                 width: int = 1) -> np.ndarray:
+    """Copy of uint8 (H, W, 3) ``image`` with the boundary of the boolean (H, W) ``mask`` drawn:
+    the mask pixels within ``width`` px of its outside (nothing for an empty mask)."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask).astype(bool)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"draw_outline: mask {mask.shape} does not match image {image.shape[:2]}")
+    inner = ndimage.binary_erosion(mask, iterations=max(1, width), border_value=0)
+    out = image.copy()
+    out[mask & ~inner] = color
+    return out
+
+
 def draw_label(image: np.ndarray, text: str) -> np.ndarray:
     """Copy of uint8 (H, W, 3) ``image`` with ``text`` on a dark strip in the top-left corner."""
     from PIL import Image, ImageDraw
@@ -98,7 +113,8 @@ def contact_sheet(images: Sequence[np.ndarray], titles: Sequence[str] | None = N
     """Tile images (each uint8 (H_i, W_i, 3)) into one uint8 grid image.
 
     Each image is resized to ``tile`` px high (aspect kept, width capped at 2*tile) and placed in
-    a cell of ``2*tile`` by ``tile`` px on a white background; titles are drawn on each tile.
+    a cell as wide as the widest resized image (so square tiles leave no blank space), on a white
+    background; titles are drawn on each tile.
     """
     from PIL import Image
 
@@ -108,11 +124,10 @@ def contact_sheet(images: Sequence[np.ndarray], titles: Sequence[str] | None = N
         raise ValueError(f"contact_sheet: {len(titles)} titles for {len(images)} images")
     columns = max(1, min(columns, len(images)))
     rows = (len(images) + columns - 1) // columns
-    cell_w, cell_h = 2 * tile, tile
+    widths = [max(1, min(2 * tile, round(img.shape[1] * tile / img.shape[0]))) for img in images]
+    cell_w, cell_h = max(widths), tile
     sheet = np.full((rows * (cell_h + pad) + pad, columns * (cell_w + pad) + pad, 3), 255, np.uint8)
-    for i, img in enumerate(images):
-        h, w = img.shape[:2]
-        new_w = max(1, min(cell_w, round(w * tile / h)))
+    for i, (img, new_w) in enumerate(zip(images, widths)):
         small = np.asarray(Image.fromarray(img).resize((new_w, tile), Image.BILINEAR))
         if titles is not None:
             small = draw_label(small, titles[i])

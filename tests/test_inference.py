@@ -264,6 +264,19 @@ def test_contact_sheet():
     images = [np.zeros((20, 20, 3), np.uint8), np.zeros((10, 40, 3), np.uint8)] * 3
     sheet = contact_sheet(images, titles=[str(i) for i in range(6)], columns=4, tile=32, pad=2)
     assert sheet.shape == (2 * 34 + 2, 4 * 66 + 2, 3) and sheet.dtype == np.uint8
+    square = contact_sheet([np.zeros((20, 20, 3), np.uint8)] * 4, columns=4, tile=32, pad=2)
+    assert square.shape == (34 + 2, 4 * 34 + 2, 3)  # cells as wide as the tiles: no blank half
+
+
+def test_draw_outline_marks_only_the_mask_boundary():
+    from avgn_lib.viz import draw_outline
+
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True  # a 4x4 square: 12 boundary pixels, 4 inside
+    out = draw_outline(np.zeros((8, 8, 3), np.uint8), mask, color=(255, 0, 0))
+    painted = out[..., 0] == 255
+    assert painted.sum() == 12 and not painted[~mask].any() and not painted[3:5, 3:5].any()
+    assert not draw_outline(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool)).any()
 
 
 def test_colorize_jet_matches_matplotlib():

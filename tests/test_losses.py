@@ -80,3 +80,64 @@ def test_bad_shapes_raise():
         multiple_instance_contrastive(torch.randn(4, 8), torch.randn(3, 5, 8), 0.1)
     with pytest.raises(ValueError):
         multiple_instance_contrastive(torch.randn(4, 8), torch.randn(4, 5, 8), 0.0)
+
+
+def test_class_gated_similarity_matches_materialized_bags():
+    from avgn_lib.losses import class_gated_similarity
+    g = torch.Generator().manual_seed(0)
+    b, n, p, c, d = 4, 2, 5, 3, 8
+    audio = torch.randn(b, n, d, generator=g)
+    feats = torch.randn(b, p, d, generator=g)
+    gates = torch.randn(b, c, d, generator=g)
+    classes = torch.tensor([[0, 2], [1, -1], [2, 0], [1, 1]])
+    sims = class_gated_similarity(audio, feats, gates, classes)
+    assert sims.shape == (n, b, b)
+    for slot in range(n):
+        for i in range(b):
+            k = max(int(classes[i, slot]), 0)
+            for m in range(b):
+                bag = feats[m] * gates[m, k]  # (P, D), the anchor's class on image m
+                ref = torch.nn.functional.cosine_similarity(audio[i, slot][None], bag, dim=-1).max()
+                assert sims[slot, i, m].item() == pytest.approx(ref.item(), abs=1e-5)
+
+
+def test_class_gated_loss_needs_image_content():
+    """With anchor-class gates, two images of the same class can only be told apart by their
+    locations: the loss is lower when the audio matches the feature actually present."""
+    from avgn_lib.losses import class_gated_similarity, contrastive_from_similarity
+    d = 4
+    gates = torch.ones(2, 1, d)  # one class, neutral gate
+    feats = torch.eye(d)[:2, None]  # image 0 holds e0, image 1 holds e1 (P = 1)
+    classes = torch.zeros(2, 1, dtype=torch.long)
+    valid = torch.ones(2, 1, dtype=torch.bool)
+    matched = torch.eye(d)[:2, None]
+    swapped = matched.flip(0)
+    l_match = contrastive_from_similarity(class_gated_similarity(matched, feats, gates, classes), 0.1, valid)
+    l_swap = contrastive_from_similarity(class_gated_similarity(swapped, feats, gates, classes), 0.1, valid)
+    assert l_match < 0.01 < 5.0 < l_swap
+
+
+def test_own_class_negatives_ignore_image_content():
+    """The shortcut of reading Eq. 10's negatives with each image's own class: with class gates
+    on disjoint dimensions, every other-class bag is orthogonal to the anchor's audio, so the
+    loss is the same whatever the images show. With the anchor's class, it is not."""
+    from avgn_lib.losses import class_gated_similarity, contrastive_from_similarity
+    g = torch.Generator().manual_seed(1)
+    d, p = 4, 3
+    gates = torch.zeros(2, 2, d)
+    gates[:, 0, :2] = 1.0  # class 0 lives on dims 0-1, class 1 on dims 2-3
+    gates[:, 1, 2:] = 1.0
+    classes = torch.tensor([[0], [1]])
+    audio = gates[torch.arange(2), classes[:, 0]][:, None]  # (2, 1, D): each sample's class gate
+    valid = torch.ones(2, 1, dtype=torch.bool)
+
+    def own(feats):
+        bags = feats[:, None] * gates[torch.arange(2), classes[:, 0]][:, None, None]
+        return multiple_instance_contrastive(audio, bags, 0.1, valid)
+
+    def anchor(feats):
+        return contrastive_from_similarity(class_gated_similarity(audio, feats, gates, classes), 0.1, valid)
+
+    a, b = torch.rand(2, p, d, generator=g) + 0.1, torch.rand(2, p, d, generator=g) + 0.1
+    assert own(a).item() == pytest.approx(own(b).item(), abs=1e-4)
+    assert abs(anchor(a).item() - anchor(b).item()) > 1e-3

@@ -144,6 +144,8 @@ ABLATIONS = [
     dict(use_class_tokens=False, use_grouping=False),
     dict(transformer="bare"),
     dict(loc_visual="raw", symmetric_loss=True, class_reduction="mean", assign_eps=1.0),
+    dict(loc_negatives="own_class"),
+    dict(linear_init="trunc_normal"),
 ]
 
 
@@ -265,6 +267,9 @@ def test_registry_and_config():
     with pytest.raises(ValueError, match="unknown model"):
         build_model("nope", C, {})
     assert default_config("avgn")["loc_visual"] == "gated"
+    assert default_config("avgn")["loc_negatives"] == "anchor_class"
+    with pytest.raises(ValueError, match="loc_negatives"):
+        build_model("avgn", C, {**TINY, "loc_negatives": "other"})
 
 
 def test_registry_imports_no_model():
