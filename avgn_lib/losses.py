@@ -58,12 +58,15 @@ def class_gated_similarity(audio: Tensor, feats: Tensor, gates: Tensor, classes:
         f, g = feats.float(), gates.float()
         # |f_mp * g_mc| for every image, location and class: (B, P, C).
         norms = torch.einsum("mpd,mcd->mpc", f * f, g * g).clamp(min=1e-12).sqrt()
-        k = classes.clamp(min=0).long()
+        # Classes are selected by one-hot products, not by indexing: the backward of an index
+        # with repeated classes accumulates in a thread-dependent order, which made two runs of
+        # the same seed differ across processes.
+        onehot = F.one_hot(classes.clamp(min=0).long(), g.shape[1]).to(g.dtype)  # (B, N, C)
         out = []
         for slot in range(n):
-            gk = g[:, k[:, slot]]  # (M, B, D): [m, b] = g^v of image m for anchor b's class
+            gk = torch.einsum("bc,mcd->mbd", onehot[:, slot], g)  # [m, b] = g^v_{m, k_b}
             num = torch.einsum("bd,mbd,mpd->bmp", a[:, slot], gk, f)  # (B, M, P)
-            den = norms.permute(2, 0, 1)[k[:, slot]]  # (B, M, P)
+            den = torch.einsum("bc,mpc->bmp", onehot[:, slot], norms)  # (B, M, P)
             out.append((num / den).amax(dim=-1))
     return torch.stack(out)  # (N, B, B)
 
