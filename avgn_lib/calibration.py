@@ -68,12 +68,12 @@ def best_f1_threshold(probs: np.ndarray, labels: np.ndarray,
 
 def box_iou(box: tuple[int, int, int, int] | None, target: np.ndarray) -> float:
     """IoU between a pixel box (x1, y1, x2, y2, exclusive ends) or None and a (H, W) 0/1 mask."""
+    from avgn_lib.data.formats import boxes_to_mask
+
     target = np.asarray(target).astype(bool)
     if box is None:
         return 0.0
-    pred = np.zeros_like(target)
-    x1, y1, x2, y2 = box
-    pred[y1:y2, x1:x2] = True
+    pred = boxes_to_mask(np.asarray([box]), *target.shape) > 0
     union = float((pred | target).sum())
     return float((pred & target).sum()) / union if union else 0.0
 
