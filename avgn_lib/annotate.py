@@ -1,8 +1,7 @@
 """Labels and box outlines sized for the picture they annotate (the CLI's overlays and MP4).
 
 A fixed 11 px bitmap font is unreadable on a 4000x3000 photo and a 2 px box vanishes, so both
-scale with the shorter image side. This lives outside :mod:`avgn_lib.viz` on purpose: viz.py is
-a dependency of the training stage, and how the demo draws text must not re-run training.
+scale with the shorter image side. The sizes are chosen here; the drawing is :mod:`avgn_lib.viz`'s.
 """
 from __future__ import annotations
 
@@ -28,17 +27,9 @@ def line_width(shape_hw: tuple[int, int]) -> int:
 def draw_label(image: np.ndarray, text: str) -> np.ndarray:
     """Copy of uint8 (H, W, 3) ``image`` with ``text`` on a dark strip in the top-left corner,
     the font scaled with the image (see :func:`text_size`)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from avgn_lib.viz import draw_label as _draw
 
-    pil = Image.fromarray(image)
-    draw = ImageDraw.Draw(pil)
-    size = text_size(image.shape[:2])
-    font = ImageFont.load_default(size=size)
-    margin = max(2, size // 5)
-    left, top, right, bottom = draw.textbbox((margin, margin), text, font=font)
-    draw.rectangle([0, 0, right + margin, bottom + margin], fill=(0, 0, 0))
-    draw.text((margin, margin), text, fill=(255, 255, 255), font=font)
-    return np.asarray(pil)
+    return _draw(image, text, size=text_size(image.shape[:2]))
 
 
 def draw_box(image: np.ndarray, box: tuple[int, int, int, int] | None,

@@ -96,15 +96,24 @@ def draw_outline(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int
     return out
 
 
-def draw_label(image: np.ndarray, text: str) -> np.ndarray:
-    """Copy of uint8 (H, W, 3) ``image`` with ``text`` on a dark strip in the top-left corner."""
-    from PIL import Image, ImageDraw
+def draw_label(image: np.ndarray, text: str, size: int | None = None) -> np.ndarray:
+    """Copy of uint8 (H, W, 3) ``image`` with ``text`` on a dark strip in the top-left corner.
+
+    ``size``: None draws Pillow's 11 px bitmap font (the training sheets); a pixel size scales
+    the font and the margins (:func:`avgn_lib.annotate.draw_label` picks it from the image).
+    """
+    from PIL import Image, ImageDraw, ImageFont
 
     pil = Image.fromarray(image)
     draw = ImageDraw.Draw(pil)
-    left, top, right, bottom = draw.textbbox((4, 2), text)
-    draw.rectangle([0, 0, right + 4, bottom + 2], fill=(0, 0, 0))
-    draw.text((4, 2), text, fill=(255, 255, 255))
+    if size is None:
+        font, (mx, my) = None, (4, 2)
+    else:
+        font, mx = ImageFont.load_default(size=size), max(2, size // 5)
+        my = mx
+    left, top, right, bottom = draw.textbbox((mx, my), text, font=font)
+    draw.rectangle([0, 0, right + mx, bottom + my], fill=(0, 0, 0))
+    draw.text((mx, my), text, fill=(255, 255, 255), font=font)
     return np.asarray(pil)
 
 

@@ -77,6 +77,12 @@ _CHOICES = {
 }
 
 
+def _gather_classes(per_class: Tensor, classes: Tensor) -> Tensor:
+    """(B, C, D) class embeddings, (B, N) class indices (-1 -> class 0) -> (B, N, D)."""
+    idx = classes.clamp(min=0)[..., None].expand(-1, -1, per_class.shape[-1])
+    return per_class.gather(1, idx)
+
+
 def assign(logits: Tensor, hard: bool, training: bool, gumbel_tau: float = 1.0) -> Tensor:
     """Assignment of each location to the classes (last dim).
 
@@ -268,11 +274,10 @@ class AVGN(nn.Module):
 
     def _select(self, out: dict[str, Tensor], classes: Tensor) -> tuple[Tensor, Tensor]:
         """Audio (B, N, D) and visual bags (B, N, P, D) of the given classes (-1 -> class 0)."""
-        idx = classes.clamp(min=0)[..., None].expand(-1, -1, out["class_a"].shape[-1])
-        ga = out["class_a"].gather(1, idx)  # (B, N, D)
+        ga = _gather_classes(out["class_a"], classes)  # (B, N, D)
         fv = out["feat_v"][:, None]  # (B, 1, P, D)
         if self.loc_visual == "gated":
-            bags = fv * out["class_v"].gather(1, idx)[:, :, None]  # f^v_p * g^v_n
+            bags = fv * _gather_classes(out["class_v"], classes)[:, :, None]  # f^v_p * g^v_n
         else:
             bags = fv.expand(-1, classes.shape[1], -1, -1)
         return ga, bags
@@ -291,9 +296,8 @@ class AVGN(nn.Module):
         valid = classes >= 0  # (B, S)
         terms: dict[str, Tensor] = {}
         if self.class_aware and self.loc_visual == "gated" and self.cfg.loc_negatives == "anchor_class":
-            idx = classes.clamp(min=0)[..., None].expand(-1, -1, outputs["class_a"].shape[-1])
-            sims = class_gated_similarity(outputs["class_a"].gather(1, idx), outputs["feat_v"],
-                                          outputs["class_v"], classes)
+            sims = class_gated_similarity(_gather_classes(outputs["class_a"], classes),
+                                          outputs["feat_v"], outputs["class_v"], classes)
             # Every sample with a sounding source may serve as a negative image for any class.
             columns = valid.any(dim=1, keepdim=True).expand_as(valid)
             terms["loc"] = contrastive_from_similarity(sims, self.tau, valid, columns,
