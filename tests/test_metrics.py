@@ -106,6 +106,21 @@ def test_pixel_ap_constant_score_and_perfect_map():
     assert pixel_ap(gt * 0.9 + 0.05, gt) == pytest.approx(1.0)
 
 
+def test_pixel_ap_equals_sklearn_with_ties_and_float32():
+    """pixel_ap is numpy; sklearn's average_precision_score is the reference it must equal."""
+    from sklearn.metrics import average_precision_score
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        shape = (int(rng.integers(3, 40)), int(rng.integers(3, 40)))
+        gt = rng.random(shape) < rng.uniform(0.05, 0.6)
+        gt.flat[0] = True
+        score = rng.random(shape).astype(np.float32)
+        if trial % 2:  # coarse quantization: many ties, also across positives and negatives
+            score = np.round(score * 4) / 4
+        expected = average_precision_score(gt.reshape(-1), score.reshape(-1))
+        assert pixel_ap(score, gt) == pytest.approx(expected, abs=1e-12)
+
+
 def test_pixel_ap_empty_mask_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         pixel_ap(np.random.default_rng(0).random((4, 4)), np.zeros((4, 4)))
