@@ -95,7 +95,11 @@ def _order(metric: str, wanted: tuple[str, ...]) -> int:
 def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[str, Any]],
                 references: pd.DataFrame | None = None) -> pd.DataFrame:
     """Percent values of the runs that list ``spec.name`` (mean over a group's seeds), plus the
-    reference rows; a ``seeds`` column counts the seeds behind each row."""
+    reference rows; a ``seeds`` column counts the seeds behind each row.
+
+    ``table.attrs["std"]`` holds the standard deviation over each row's seeds (sample std, NaN
+    for one seed) with the same index and value columns, and ``table.attrs["references"]`` the
+    reference rows' labels; :func:`formatted` renders both."""
     if spec.every_run:
         runs = set(results.loc[(results["mode"] == spec.mode)
                                & results["dataset"].isin(spec.datasets), "run"])
@@ -116,15 +120,50 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
     frame = frame.assign(row=frame["run"].map(row_label), value=100 * frame["value"])
     table = frame.pivot_table(index="row", columns=["dataset", "metric"], values="value",
                               aggfunc="mean", sort=False)
+    std = frame.pivot_table(index="row", columns=["dataset", "metric"], values="value",
+                            aggfunc=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan,
+                            sort=False, dropna=False)
     seeds = frame.groupby("row", sort=False)["run"].nunique()
     cols = sorted(table.columns, key=lambda c: (spec.datasets.index(c[0]), _order(c[1], spec.metrics)))
     table = table[cols].round(1)
+    std = std.reindex(index=table.index, columns=cols).round(1)
     table.insert(0, ("", "seeds"), seeds.reindex(table.index).astype(int))
     for key in reversed(spec.index):
         by_row = {row_label(r): info["model"].get(key, "—") for r, info in infos.items()}
         table.insert(0, ("", key), [by_row.get(row, "—") for row in table.index])
     table.index.name = None
+    std.index.name = None
+    table.attrs["std"] = std
+    table.attrs["references"] = sorted(set(frame.loc[frame["method"] == "reference", "row"]))
     return table
+
+
+def formatted(table: pd.DataFrame) -> pd.DataFrame:
+    """Text cells for display: ``mean ± std`` where a row has several seeds, ``—`` where a run
+    has no number, and ``**bold**`` for a column's best method only when it beats the runner-up
+    by more than both of their spreads (never for a single seed, whose spread is unknown, and
+    never for a reference row). Every metric here is higher-is-better."""
+    std = table.attrs.get("std")
+    refs = set(table.attrs.get("references", ()))
+    out = table.astype(object).copy()
+    for col in table.columns:
+        if not col[0] or not pd.api.types.is_numeric_dtype(table[col]):
+            continue
+        mean = table[col]
+        spread = std[col] if std is not None and col in std else pd.Series(np.nan, index=table.index)
+        cells = {}
+        for row in table.index:
+            m, s = mean[row], spread[row]
+            cells[row] = NOT_RUN if pd.isna(m) else (f"{m:.1f} ± {s:.1f}" if pd.notna(s) else f"{m:.1f}")
+        ranked = mean[[r for r in table.index if r not in refs]].dropna().sort_values(ascending=False)
+        if len(ranked) >= 2:
+            best, second = ranked.index[0], ranked.index[1]
+            gap = ranked.iloc[0] - ranked.iloc[1]
+            if pd.notna(spread[best]) and pd.notna(spread[second]) \
+                    and gap > max(spread[best], spread[second]):
+                cells[best] = f"**{cells[best]}**"
+        out[col] = [cells[r] for r in table.index]
+    return out
 
 
 def paper_table(spec: TableSpec, paper: pd.DataFrame) -> pd.DataFrame:
@@ -149,19 +188,25 @@ def _cell(value: Any) -> Any:
 
 def to_markdown(table: pd.DataFrame) -> str:
     """GitHub markdown of a table: "dataset metric" column names, plain row labels (never
-    tuples), "—" for cells a run has no number for."""
-    flat = table.copy()
-    flat.columns = [" ".join(str(p) for p in c if p) if isinstance(c, tuple) else str(c)
-                    for c in flat.columns]
+    tuples), "—" for cells a run has no number for; a :func:`build_table` table shows its seed
+    spreads and bold as :func:`formatted` does."""
+    if "std" in table.attrs:
+        flat = formatted(table)
+        right = [c for c in table.columns if c[0] or c == ("", "seeds")]
+    else:
+        flat = table.copy()
+        right = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
+        # Numbers keep one decimal; a NaN turns a column into text, so format those columns here
+        # rather than leave it to tabulate.
+        for col in right:
+            if flat[col].isna().any():
+                flat[col] = [_cell(v) if pd.isna(v) else f"{v:.1f}" for v in flat[col]]
+    name = {c: " ".join(str(p) for p in c if p) if isinstance(c, tuple) else str(c)
+            for c in table.columns}
+    align = ["right" if c in right else "left" for c in table.columns]
+    flat.columns = [name[c] for c in table.columns]
     flat.index = [" ".join(str(p) for p in r) if isinstance(r, tuple) else str(r)
                   for r in flat.index]
-    numeric = [c for c in flat.columns if pd.api.types.is_numeric_dtype(flat[c])]
-    # Numbers keep one decimal and right alignment; a NaN turns a column into text, so format
-    # those columns' numbers here rather than leave it to tabulate.
-    for col in numeric:
-        if flat[col].isna().any():
-            flat[col] = [_cell(v) if pd.isna(v) else f"{v:.1f}" for v in flat[col]]
-    align = ["right" if c in numeric else "left" for c in flat.columns]
     return flat.to_markdown(colalign=["left"] + align)
 
 

@@ -48,13 +48,17 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=None, help="instead of the run's seed")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
     ap.add_argument("--out", default="tmp/val_trials")
     args = ap.parse_args()
     over = parse_overrides(args.overrides)
     spec = load_run(args.run, args.params)
+    if args.seed is not None:
+        spec = dataclasses.replace(spec, seed=args.seed)
     torch.set_num_threads(spec.train.threads)
-    engine = {**over["engine"], **({"epochs": args.epochs} if args.epochs else {})}
+    engine = {**over["engine"], **({"epochs": args.epochs} if args.epochs else {}),
+              "seed": spec.seed}
     cfg = dataclasses.replace(spec.engine, **engine)
     data_dir = Path(spec.train.data_dir)
     val = SceneDataset(data_dir / spec.data.val, "val")
@@ -82,6 +86,7 @@ def main() -> None:
         return out
 
     tag = "_".join(f"{k}-{v}" for d in over.values() for k, v in d.items()) or "base"
+    tag += f"_seed{spec.seed}"
     out_dir = Path(args.out) / f"{args.run}_{cfg.epochs}ep_{tag}"
     history = fit(model, train, val, cfg, out_dir, evaluate_fn=val_metrics, resume=False)
     keys = ("epoch", "train_loss", "val_loc", "val_AP", "val_swapAP", "val_IoU@0.5", "val_AUC",

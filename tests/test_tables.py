@@ -135,3 +135,45 @@ def test_plot_rows_give_seed_error_bars(frame, infos):
                                      "everyday_single AP", "everyday_single AUC"}
     assert (chance["lo"] == chance["hi"]).all()
     assert list(rows.columns) == ["row", "column", "value", "lo", "hi", "seeds"]
+
+
+def _seeds(frame, infos, run, deltas, label=None):
+    """Copies of ``run``'s rows as further seeds of its group, shifted by ``deltas``."""
+    extra, infos = [], dict(infos)
+    for i, d in enumerate(deltas, start=1):
+        rows = frame[frame["run"] == run].assign(run=f"{run}_s{i}", seed=i)
+        extra.append(rows.assign(value=rows["value"] + d))
+        infos[f"{run}_s{i}"] = {**infos[run], "seed": i}
+    return pd.concat([frame, *extra], ignore_index=True), infos
+
+
+def test_spreads_and_bold_only_beyond_both_spreads(frame, infos):
+    spec = {t.name: t for t in T.TABLES}["table3"]
+    # AVGN: AP 41, 43, 45 (mean 43, std 2); AVCT-off: 42, 42.5, 43 (mean 42.5, std 0.5).
+    f, i = _seeds(frame, infos, "inst_avgn", [0.02, 0.04])
+    f, i = _seeds(f, i, "inst_noavct", [0.005, 0.01])
+    table = T.build_table(spec, f, i)
+    cells = T.formatted(table)
+    col = ("instruments_solo", "AP")
+    assert cells.loc["AVGN [inst_avgn]", col] == "43.0 ± 2.0"       # gap 0.5 < 2: not bold
+    assert cells.loc["AVGN (AVCT off) [inst_noavct]", col] == "42.5 ± 0.5"
+    # AUC: AVGN 44, 46, 48 (46 ± 2) vs AVCT-off 46, 46.5, 47 (46.5 ± 0.5): gap 0.5, not bold
+    # IoU: AVGN 20, 22, 24 (22 ± 2) vs AVCT-off 30, 30.5, 31 (30.5 ± 0.5): gap 8.5 > 2: bold
+    assert cells.loc["AVGN (AVCT off) [inst_noavct]", ("instruments_solo", "IoU@0.5")] == "**30.5 ± 0.5**"
+    assert not any("**" in c for c in cells[("instruments_solo", "AUC")])
+    md = T.to_markdown(table)
+    assert "**30.5 ± 0.5**" in md and "43.0 ± 2.0" in md
+
+
+def test_single_seed_and_reference_rows_are_never_bold(frame, infos):
+    spec = {t.name: t for t in T.TABLES}["table1"]
+    refs = frame[frame["method"] == "reference"]
+    table = T.build_table(spec, frame[frame["method"] != "reference"], infos, refs)
+    cells = T.formatted(table)
+    assert not any("**" in str(c) for c in cells.to_numpy().ravel())  # one seed: spread unknown
+    assert table.attrs["references"] == ["chance [reference]"]
+    # the reference's huge lead does not count, and seeds of only one method leave no runner-up
+    f, i = _seeds(frame, infos, "inst_avgn", [0.01, 0.02])
+    cells = T.formatted(T.build_table(spec, f[f["method"] != "reference"], i, refs))
+    assert cells.loc["AVGN [inst_avgn]", ("instruments_solo", "AP")] == "42.0 ± 1.0"
+    assert not any("**" in str(c) for c in cells.to_numpy().ravel())
