@@ -3,7 +3,7 @@
 Each method file registers itself when imported; this module imports each of them once, so
 ``build_model`` and ``available`` see every method after ``import avgn_lib.models``.
 """
-from avgn_lib.models import avgn, ezvsl  # noqa: F401  (registration side effect)
+from avgn_lib.models import attention10k, avgn, ezvsl, lvs, ots  # noqa: F401  (registration side effect)
 from avgn_lib.models.registry import MODELS, available, build_model, default_config, register
 
 __all__ = ["MODELS", "available", "build_model", "default_config", "register"]

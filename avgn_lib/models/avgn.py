@@ -63,6 +63,7 @@ from torch import Tensor, nn
 
 from avgn_lib.losses import (class_gated_similarity, contrastive_from_similarity,
                               multiple_instance_contrastive)
+from avgn_lib.models.common import check_image_spec
 from avgn_lib.models.encoders import (AudioEncoder, EncoderConfig, SelfAttentionStack,
                                       build_visual_encoder, trunk_param_groups)
 from avgn_lib.models.registry import register
@@ -224,12 +225,7 @@ class AVGN(nn.Module):
     def _embed(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
                ) -> tuple[dict[str, Tensor], tuple[int, int]]:
         """Encoders, class tokens, grouping and heads; returns the outputs and the map size."""
-        if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"AVGN: image must be (B, 3, H, W), got {tuple(image.shape)}")
-        if spec.dim() != 4 or spec.shape[1] != 1:
-            raise ValueError(f"AVGN: spec must be (B, 1, F, T), got {tuple(spec.shape)}")
-        if image.shape[0] != spec.shape[0]:
-            raise ValueError(f"AVGN: batch sizes differ, image {image.shape[0]} vs spec {spec.shape[0]}")
+        check_image_spec("AVGN", image, spec)
         fv = self.visual(image, trunk_feat)  # (B, D, h, w)
         h, w = fv.shape[-2:]
         fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from avgn_lib.losses import multiple_instance_contrastive
+from avgn_lib.models.common import check_image_spec, class_agnostic_output, sounding
 from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
 from avgn_lib.models.registry import register
 
@@ -56,12 +57,7 @@ class EZVSL(nn.Module):
 
     def _encode(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
                 ) -> tuple[Tensor, Tensor, tuple[int, int]]:
-        if image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"EZ-VSL: image must be (B, 3, H, W), got {tuple(image.shape)}")
-        if spec.dim() != 4 or spec.shape[1] != 1:
-            raise ValueError(f"EZ-VSL: spec must be (B, 1, F, T), got {tuple(spec.shape)}")
-        if image.shape[0] != spec.shape[0]:
-            raise ValueError(f"EZ-VSL: batch sizes differ, image {image.shape[0]} vs spec {spec.shape[0]}")
+        check_image_spec("EZ-VSL", image, spec)
         fv = self.visual(image, trunk_feat)  # (B, D, h, w)
         h, w = fv.shape[-2:]
         fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
@@ -74,9 +70,8 @@ class EZVSL(nn.Module):
 
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``loc``: Eq. 1; silent samples (no sounding source) are neither anchors nor negatives."""
-        sounding = (batch["classes"] >= 0).any(dim=1, keepdim=True)  # (B, 1)
         return {"loc": multiple_instance_contrastive(outputs["feat_a"], outputs["feat_v"],
-                                                     self.cfg.tau, sounding,
+                                                     self.cfg.tau, sounding(batch)[:, None],
                                                      self.cfg.symmetric_loss)}
 
     @torch.no_grad()
@@ -85,18 +80,10 @@ class EZVSL(nn.Module):
                  ) -> dict[str, Tensor]:
         """``maps`` (B, N, h, w) = cos(f^a, f^v_p), the same map for every source slot (0 for
         -1 padding in ``classes``); ``classes`` all -1; ``scores`` the map maximum."""
-        fv, fa, (h, w) = self._encode(image, spec, trunk_feat)
-        b = image.shape[0]
-        n = classes.shape[1] if classes is not None else (num_sources or 1)
-        if classes is not None:
-            valid = classes.to(image.device) >= 0
-        else:
-            valid = torch.ones(b, n, dtype=torch.bool, device=image.device)
+        fv, fa, hw = self._encode(image, spec, trunk_feat)
         # mul + sum rather than einsum: autocast would run einsum in bf16.
         sim = (fa.float()[:, None] * fv.float()).sum(-1)  # (B, P)
-        maps = sim[:, None].expand(b, n, -1) * valid[..., None]
-        return {"maps": maps.reshape(b, n, h, w), "scores": maps.amax(-1),
-                "classes": torch.full((b, n), -1, dtype=torch.long, device=image.device)}
+        return class_agnostic_output(sim, hw, classes, num_sources, "EZ-VSL")
 
 
 @register("ezvsl", EZVSLConfig)
