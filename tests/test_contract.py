@@ -15,7 +15,8 @@ C = 3
 # The smallest size of each method's own config fields that a contract check needs.
 TINY = {"avgn": {"width": 8, "dim": 16, "depth": 1, "heads": 2}, "ezvsl": {"width": 8, "dim": 16},
         "attention10k": {"width": 8, "dim": 16}, "ots": {"width": 8, "dim": 16},
-        "lvs": {"width": 8, "dim": 16}}
+        "lvs": {"width": 8, "dim": 16}, "mix_localize": {"width": 8, "dim": 16},
+        "dmc": {"width": 8, "dim": 16}, "slavc": {"width": 8, "dim": 16}}
 
 
 def tiny_cfg(name: str) -> dict:

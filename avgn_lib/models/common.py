@@ -1,9 +1,10 @@
 """Small pieces every single-map (class-agnostic) method repeats: the input check of an
 (image, spec) pair, the sounding-sample mask of a batch, and the ``localize`` output layout.
 
-EZ-VSL and the three AVGN-paper baselines (Attention10k, OTS, LVS) all compute one map per
-sample from a global audio vector and a visual bag; they differ only in what that map is. They
-share this module so that the -1 padding rule and the error messages are written once.
+EZ-VSL and the AVGN-paper baselines Attention10k, OTS, LVS and SLAVC compute one map per sample
+from a global audio vector and a visual bag (:func:`class_agnostic_output`); Mix-and-Localize and
+DMC compute one map per source slot (:func:`slot_mask` + :func:`slot_output`). They share this
+module so that the -1 padding rule and the error messages are written once.
 """
 from __future__ import annotations
 
@@ -30,6 +31,37 @@ def sounding(batch: dict[str, Tensor]) -> Tensor:
     return (batch["classes"] >= 0).any(dim=1)
 
 
+def slot_mask(classes: Tensor | None, num_sources: int | None, b: int, device: torch.device,
+              method: str) -> Tensor:
+    """(B, N) bool of the source slots ``localize`` fills: ``classes >= 0`` when ``classes``
+    (B, N) is given (-1 padding), else ``num_sources`` slots (default 1), all valid."""
+    if classes is not None:
+        if classes.dim() != 2 or classes.shape[0] != b:
+            raise ValueError(f"{method}.localize: classes must be (B={b}, N), got "
+                             f"{tuple(classes.shape)}")
+        return classes.to(device) >= 0
+    if num_sources is not None and num_sources < 1:
+        raise ValueError(f"{method}.localize: num_sources must be >= 1, got {num_sources}")
+    return torch.ones(b, num_sources or 1, dtype=torch.bool, device=device)
+
+
+def slot_output(maps: Tensor, hw: tuple[int, int], valid: Tensor,
+                scores: Tensor | None = None) -> dict[str, Tensor]:
+    """The ``localize`` dict of a class-agnostic method with a map per slot.
+
+    Args:
+        maps: (B, N, P) one map per source slot, P = h * w; valid: (B, N) bool (False: padding).
+        scores: (B, N) the slots' confidences; default the map maximum.
+    Returns:
+        ``maps`` (B, N, h, w) and ``scores`` (B, N), both 0 for padding; ``classes`` (B, N) all -1.
+    """
+    b, n = valid.shape
+    maps = maps * valid[..., None]
+    scores = maps.amax(-1) if scores is None else scores * valid
+    return {"maps": maps.reshape(b, n, *hw), "scores": scores,
+            "classes": torch.full((b, n), -1, dtype=torch.long, device=maps.device)}
+
+
 def class_agnostic_output(sim: Tensor, hw: tuple[int, int], classes: Tensor | None,
                           num_sources: int | None, method: str) -> dict[str, Tensor]:
     """The ``localize`` dict of a method with one map per sample.
@@ -42,17 +74,5 @@ def class_agnostic_output(sim: Tensor, hw: tuple[int, int], classes: Tensor | No
         ``maps`` (B, N, h, w): ``sim`` in every slot, 0 for -1 padding; ``scores`` (B, N) the map
         maximum (0 for padding); ``classes`` (B, N) all -1 (the method names no class).
     """
-    b = sim.shape[0]
-    if classes is not None:
-        if classes.dim() != 2 or classes.shape[0] != b:
-            raise ValueError(f"{method}.localize: classes must be (B={b}, N), got "
-                             f"{tuple(classes.shape)}")
-        valid = classes.to(sim.device) >= 0
-    else:
-        if num_sources is not None and num_sources < 1:
-            raise ValueError(f"{method}.localize: num_sources must be >= 1, got {num_sources}")
-        valid = torch.ones(b, num_sources or 1, dtype=torch.bool, device=sim.device)
-    n = valid.shape[1]
-    maps = sim[:, None].expand(b, n, -1) * valid[..., None]
-    return {"maps": maps.reshape(b, n, *hw), "scores": maps.amax(-1),
-            "classes": torch.full((b, n), -1, dtype=torch.long, device=sim.device)}
+    valid = slot_mask(classes, num_sources, sim.shape[0], sim.device, method)
+    return slot_output(sim[:, None].expand(-1, valid.shape[1], -1), hw, valid)

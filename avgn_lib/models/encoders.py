@@ -217,10 +217,18 @@ class AudioEncoder(nn.Module):
         self.pool = pool
         self.proj = nn.Linear(self.trunk.out_channels, dim)
 
-    def forward(self, spec: Tensor) -> Tensor:
-        x = self.trunk(spec)  # (B, 8w, f, t)
+    def feature_map(self, spec: Tensor) -> Tensor:
+        """(B, 8w, f, t): the trunk's map before pooling (DMC clusters its positions)."""
+        return self.trunk(spec)
+
+    def pooled(self, spec: Tensor) -> Tensor:
+        """(B, 8w): the pooled map before the projection (SLAVC drops out here)."""
+        x = self.feature_map(spec)
         x = F.adaptive_max_pool2d(x, 1) if self.pool == "max" else F.adaptive_avg_pool2d(x, 1)
-        return self.proj(x.flatten(1))  # (B, D)
+        return x.flatten(1)
+
+    def forward(self, spec: Tensor) -> Tensor:
+        return self.proj(self.pooled(spec))  # (B, D)
 
 
 class TransformerBlock(nn.Module):
