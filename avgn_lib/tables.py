@@ -109,7 +109,7 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
     if references is not None and spec.references:
         frame = pd.concat([references, frame], ignore_index=True)
     frame = frame[frame["dataset"].isin(spec.datasets) & (frame["mode"] == spec.mode)
-                  & frame["metric"].map(lambda m: _match(m, spec.metrics))]
+                  & frame["metric"].map(lambda m: _match(m, spec.metrics)).astype(bool)]
     if frame.empty:
         return pd.DataFrame()
 
