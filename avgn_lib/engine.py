@@ -377,15 +377,21 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
         record: dict[str, float] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         record.update({f"train_{k}": v for k, v in train_terms.items()})
         if dist_info.is_main and val_set is not None:
-            val_cfg = dataclasses.replace(cfg, drop_last=False)
-            val_loader = make_loader(val_set, val_cfg, train=False)
-            val_terms = _loss_pass(model, model, val_loader, val_cfg, device, DistInfo(), "val")
-            record.update({f"val_{k}": v for k, v in val_terms.items()})
-            if evaluate_fn is not None:
-                metrics = evaluate_fn(model, val_set)
-                # evaluate() also returns labels (mode, task); history keeps numbers only.
-                record.update({f"val_{k}": float(v) for k, v in metrics.items()
-                               if isinstance(v, (int, float))})
+            # Validation runs on a forked RNG: every DataLoader iterator draws a seed from the
+            # global generator, so without the fork the number of evaluations per epoch (e.g.
+            # benchmarks/val_trial.py's extra swapped/agnostic passes) changed the next epoch's
+            # flips and order, and a trial could not reproduce the pipeline's run of its seed.
+            cuda = [device.index or 0] if device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):
+                val_cfg = dataclasses.replace(cfg, drop_last=False)
+                val_loader = make_loader(val_set, val_cfg, train=False)
+                val_terms = _loss_pass(model, model, val_loader, val_cfg, device, DistInfo(), "val")
+                record.update({f"val_{k}": v for k, v in val_terms.items()})
+                if evaluate_fn is not None:
+                    metrics = evaluate_fn(model, val_set)
+                    # evaluate() also returns labels (mode, task); history keeps numbers only.
+                    record.update({f"val_{k}": float(v) for k, v in metrics.items()
+                                   if isinstance(v, (int, float))})
         # Wall-clock figures go to timings.json only: history and checkpoints are cached DVC
         # outputs and must depend on the inputs alone.
         timings.append({"epoch": epoch + 1, "time_epoch_s": time.perf_counter() - started,

@@ -160,6 +160,21 @@ def test_same_seed_gives_identical_run(tmp_path):
     assert _numbers(hist_c) != _numbers(hist_a)
 
 
+def test_validation_does_not_move_the_training_rng(tmp_path):
+    """Extra evaluation work (DataLoaders, random draws) between epochs must not change what the
+    next epoch trains on: a val trial with more metrics reproduces the pipeline's run."""
+    def busy_eval(model, ds):
+        for _ in torch.utils.data.DataLoader(ds, batch_size=4):
+            pass
+        return {"noise": float(torch.rand(()))}
+
+    model_a, hist_a = _run(tmp_path, "plain", small_cfg(epochs=3))
+    model_b, hist_b = _run(tmp_path, "busy", small_cfg(epochs=3), evaluate_fn=busy_eval)
+    train = lambda h: [{k: v for k, v in r.items() if k.startswith("train_")} for r in h]  # noqa: E731
+    assert train(hist_a) == train(hist_b)
+    _assert_same_state(model_a, model_b)
+
+
 @pytest.mark.slow
 def test_same_seed_identical_with_workers(tmp_path):
     cfg = small_cfg(num_workers=2, epochs=1)
