@@ -5,6 +5,7 @@ from torch import nn
 
 from avgn_lib.models import available, build_model, default_config
 from avgn_lib.models.avgn import AVGN, AVGNConfig, assign
+from avgn_lib.models.common import DualEncoderMethod
 from avgn_lib.models.encoders import AudioEncoder, VisualEncoder
 
 C = 6
@@ -296,3 +297,27 @@ def test_ezvsl_matches_avgn_with_tokens_and_grouping_off():
     a = ez.eval().localize(batch["image"], batch["spec"], classes=batch["classes"])
     b = ab.eval().localize(batch["image"], batch["spec"], classes=batch["classes"])
     assert torch.allclose(a["maps"], b["maps"]) and (a["classes"] == -1).all()
+
+
+# Every registered method but AVGN is class-agnostic and built on DualEncoderMethod; the names
+# are the ones its error messages spell out (a new method adds its name here).
+METHOD_NAMES = {"ezvsl": "EZ-VSL", "lvs": "LVS", "ots": "OTS", "attention10k": "Attention10k",
+                "mix_localize": "Mix-and-Localize", "dmc": "DMC", "slavc": "SLAVC"}
+
+
+@pytest.mark.parametrize("name", [n for n in available() if n != "avgn"])
+def test_class_agnostic_encode_is_unit_norm_and_names_the_method(name):
+    if name not in METHOD_NAMES:
+        pytest.fail(f"method {name!r} is registered but METHOD_NAMES has no entry for it")
+    torch.manual_seed(0)
+    model = build_model(name, C, {"width": 8, "dim": 16}).eval()
+    assert isinstance(model, DualEncoderMethod) and not model.class_aware
+    batch = make_batch(b=3, size=32, spec=(32, 32))
+    fv, fa, (h, w) = model._encode(batch["image"], batch["spec"])
+    assert fv.shape == (3, h * w, 16) and fa.shape == (3, 16)
+    torch.testing.assert_close(fv.norm(dim=-1), torch.ones(3, h * w))
+    torch.testing.assert_close(fa.norm(dim=-1), torch.ones(3))
+    bad = batch["image"][:, :1]  # (B, 1, H, W): one channel
+    for call in (model._encode, model.localize):
+        with pytest.raises(ValueError, match=rf"^{METHOD_NAMES[name]}: image must be \(B, 3, H, W\)"):
+            call(bad, batch["spec"])

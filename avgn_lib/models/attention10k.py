@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avgn_lib.models.common import check_image_spec, class_agnostic_output, sounding
-from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
+from avgn_lib.models.common import DualEncoderMethod, class_agnostic_output, sounding
+from avgn_lib.models.encoders import EncoderConfig
 from avgn_lib.models.registry import register
 
 
@@ -80,41 +80,29 @@ def softmax_triplet(anchor: Tensor, audio: Tensor, valid: Tensor) -> Tensor:
     return (2.0 * torch.sigmoid(gap[pairs]) ** 2).mean()
 
 
-class Attention10k(nn.Module):
+class Attention10k(DualEncoderMethod):
     """Audio-guided attention over f^v + the triplet loss. See the module docstring."""
 
     def __init__(self, cfg: Attention10kConfig, num_classes: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes  # only for the checkpoint; the method ignores classes
-        self.class_aware = False
-        self.visual = build_visual_encoder(cfg, cfg.dim)
-        self.audio = AudioEncoder(width=cfg.width, dim=cfg.dim, pool=cfg.audio_pool)
+        super().__init__(cfg, num_classes, "Attention10k")
         self.embed = nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.ReLU(inplace=True),
                                    nn.Linear(cfg.dim, cfg.dim))
         self.loss_weights = {"triplet": 1.0}
 
-    def param_groups(self, lr: float) -> list[dict]:
-        """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
-        return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
-
-    def _encode(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
+    def _attend(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
                 ) -> tuple[Tensor, Tensor, Tensor, tuple[int, int]]:
         """f^v (B, P, D) as projected (not normalized: z pools the features themselves),
         unit-norm f^a (B, D), the attention alpha (B, P) in fp32, and (h, w)."""
-        check_image_spec("Attention10k", image, spec)
-        fv = self.visual(image, trunk_feat)  # (B, D, h, w)
-        h, w = fv.shape[-2:]
-        fv = fv.flatten(2).transpose(1, 2)  # (B, P, D)
+        fv, hw = self._visual_bag(image, spec, trunk_feat)  # (B, P, D)
         fa = F.normalize(self.audio(spec), dim=-1)  # (B, D)
         with torch.autocast(device_type=fv.device.type, enabled=False):
             cos = (fa.float()[:, None] * F.normalize(fv.float(), dim=-1)).sum(-1)  # (B, P)
             att = torch.softmax(cos / self.cfg.attention_tau, dim=-1)
-        return fv, fa, att, (h, w)
+        return fv, fa, att, hw
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``feat_a`` (B, D) and ``feat_z`` (B, D), both unit norm; ``attention`` (B, P)."""
-        fv, fa, att, _ = self._encode(batch["image"], batch["spec"], batch.get("trunk_feat"))
+        fv, fa, att, _ = self._attend(batch["image"], batch["spec"], batch.get("trunk_feat"))
         z = (att.to(fv.dtype)[..., None] * fv).sum(1)  # (B, D)
         return {"feat_a": fa, "feat_z": F.normalize(self.embed(z), dim=-1), "attention": att}
 
@@ -128,8 +116,8 @@ class Attention10k(nn.Module):
                  ) -> dict[str, Tensor]:
         """``maps`` (B, N, h, w) = the attention alpha (sums to 1 over the h*w locations), the
         same map in every slot (0 for -1 padding); ``scores`` its maximum; ``classes`` all -1."""
-        _, _, att, hw = self._encode(image, spec, trunk_feat)
-        return class_agnostic_output(att, hw, classes, num_sources, "Attention10k")
+        _, _, att, hw = self._attend(image, spec, trunk_feat)
+        return class_agnostic_output(att, hw, classes, num_sources, self.name)
 
 
 @register("attention10k", Attention10kConfig)

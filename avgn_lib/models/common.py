@@ -1,5 +1,6 @@
-"""Small pieces every single-map (class-agnostic) method repeats: the input check of an
-(image, spec) pair, the sounding-sample mask of a batch, and the ``localize`` output layout.
+"""Small pieces every single-map (class-agnostic) method repeats: the two shared encoders
+(:class:`DualEncoderMethod`), the input check of an (image, spec) pair, the sounding-sample mask
+of a batch, and the ``localize`` output layout.
 
 EZ-VSL and the AVGN-paper baselines Attention10k, OTS, LVS and SLAVC compute one map per sample
 from a global audio vector and a visual bag (:func:`class_agnostic_output`); Mix-and-Localize and
@@ -9,7 +10,10 @@ module so that the -1 padding rule and the error messages are written once.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
 
 
 def check_image_spec(method: str, image: Tensor, spec: Tensor) -> None:
@@ -76,3 +80,46 @@ def class_agnostic_output(sim: Tensor, hw: tuple[int, int], classes: Tensor | No
     """
     valid = slot_mask(classes, num_sources, sim.shape[0], sim.device, method)
     return slot_output(sim[:, None].expand(-1, valid.shape[1], -1), hw, valid)
+
+
+class DualEncoderMethod(nn.Module):
+    """The base of every class-agnostic method: ``self.visual`` and ``self.audio`` built from the
+    method config's encoder fields, the trunk-aware optimizer groups, and the unit-norm features.
+
+    A subclass calls ``super().__init__(cfg, num_classes, name)`` first and then creates its own
+    heads, so the encoders are always created first (visual, then audio): the parameter names
+    and the order in which the initialization draws random numbers are the same in every method.
+    ``name`` is the method as its error messages spell it ("EZ-VSL", "Mix-and-Localize").
+    """
+
+    def __init__(self, cfg: EncoderConfig, num_classes: int, name: str) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.name = name
+        self.num_classes = num_classes  # only for the checkpoint; the method ignores classes
+        self.class_aware = False  # localize() returns class -1: no class-agnostic picking
+        self.visual = build_visual_encoder(cfg, cfg.dim)
+        self.audio = AudioEncoder(width=cfg.width, dim=cfg.dim, pool=cfg.audio_pool)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
+        return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
+
+    def _visual_bag(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
+                    ) -> tuple[Tensor, tuple[int, int]]:
+        """The checked inputs' visual features as a bag, (B, P, D) with P = h * w, *not*
+        normalized, and (h, w)."""
+        check_image_spec(self.name, image, spec)
+        fv = self.visual(image, trunk_feat)  # (B, D, h, w)
+        return fv.flatten(2).transpose(1, 2), (fv.shape[-2], fv.shape[-1])
+
+    def _encode(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
+                ) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        """Unit-norm f^v (B, P, D) and f^a (B, D) of the two encoders, and (h, w)."""
+        fv, hw = self._visual_bag(image, spec, trunk_feat)
+        return F.normalize(fv, dim=-1), F.normalize(self.audio(spec), dim=-1), hw
+
+    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``feat_v`` (B, P, D) and ``feat_a`` (B, D), both unit norm."""
+        fv, fa, _ = self._encode(batch["image"], batch["spec"], batch.get("trunk_feat"))
+        return {"feat_v": fv, "feat_a": fa}

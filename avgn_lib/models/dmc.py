@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avgn_lib.models.common import check_image_spec, slot_mask, slot_output, sounding
-from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
+from avgn_lib.models.common import DualEncoderMethod, slot_mask, slot_output, sounding
+from avgn_lib.models.encoders import EncoderConfig
 from avgn_lib.models.registry import register
 
 
@@ -96,43 +96,33 @@ def max_margin(dist: Tensor, valid: Tensor, margin: float) -> Tensor:
     return hinge[neg].mean()
 
 
-class DMC(nn.Module):
+class DMC(DualEncoderMethod):
     """Shared encoders + per-modality soft k-means + max-margin centre matching."""
 
     def __init__(self, cfg: DMCConfig, num_classes: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes  # only for the checkpoint; the method ignores classes
-        self.class_aware = False
-        self.visual = build_visual_encoder(cfg, cfg.dim)
-        self.audio = AudioEncoder(width=cfg.width, dim=cfg.dim, pool=cfg.audio_pool)
+        super().__init__(cfg, num_classes, "DMC")
         self.init_v = nn.Parameter(torch.randn(cfg.num_centers, cfg.dim))
         self.init_a = nn.Parameter(torch.randn(cfg.num_centers, cfg.dim))
         self.loss_weights = {"margin": 1.0}
 
-    def param_groups(self, lr: float) -> list[dict]:
-        """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
-        return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
-
-    def _encode(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
-                ) -> tuple[dict[str, Tensor], tuple[int, int]]:
-        check_image_spec("DMC", image, spec)
+    def _cluster(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
+                 ) -> tuple[dict[str, Tensor], tuple[int, int]]:
+        """The outputs of ``forward`` and (h, w)."""
         c = self.cfg
-        fv = self.visual(image, trunk_feat)  # (B, D, h, w)
-        h, w = fv.shape[-2:]
-        fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
+        fv, hw = self._visual_bag(image, spec, trunk_feat)
+        fv = F.normalize(fv, dim=-1)  # (B, P, D)
         # the audio projection applied at every position of the pre-pool map: (B, f*t, D)
         fa = F.normalize(self.audio.proj(self.audio.feature_map(spec).flatten(2).transpose(1, 2)),
                          dim=-1)
         cv, sv = soft_kmeans(fv, self.init_v, c.iters, c.assign_temp)
         ca, sa = soft_kmeans(fa, self.init_a, c.iters, c.assign_temp)
         return {"feat_v": fv, "feat_a": fa, "centres_v": cv, "centres_a": ca, "assign_v": sv,
-                "assign_a": sa}, (h, w)
+                "assign_a": sa}, hw
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``centres_v``/``centres_a`` (B, k, D) unit norm, ``assign_v`` (B, P, k) and
         ``assign_a`` (B, f*t, k) soft assignments, ``feat_v`` (B, P, D), ``feat_a`` (B, f*t, D)."""
-        return self._encode(batch["image"], batch["spec"], batch.get("trunk_feat"))[0]
+        return self._cluster(batch["image"], batch["spec"], batch.get("trunk_feat"))[0]
 
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``margin``: the max-margin centre-matching loss over sounding samples."""
@@ -146,8 +136,8 @@ class DMC(nn.Module):
         """``maps`` (B, N, h, w): slot n = s^v_{p, c_n}, c_n the n-th best-aligned centre pair
         (cycling after k); ``scores`` (1 + cos(c^a_{c_n}, c^v_{c_n})) / 2; 0 for -1 padding;
         ``classes`` all -1."""
-        out, hw = self._encode(image, spec, trunk_feat)
-        valid = slot_mask(classes, num_sources, image.shape[0], out["assign_v"].device, "DMC")
+        out, hw = self._cluster(image, spec, trunk_feat)
+        valid = slot_mask(classes, num_sources, image.shape[0], out["assign_v"].device, self.name)
         agree = (out["centres_a"] * out["centres_v"]).sum(-1)  # (B, k)
         order = agree.argsort(dim=1, descending=True)  # (B, k)
         pick = order[:, torch.arange(valid.shape[1], device=order.device) % order.shape[1]]  # (B, N)

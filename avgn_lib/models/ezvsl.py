@@ -18,12 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from avgn_lib.losses import multiple_instance_contrastive
-from avgn_lib.models.common import check_image_spec, class_agnostic_output, sounding
-from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
+from avgn_lib.models.common import DualEncoderMethod, class_agnostic_output, sounding
+from avgn_lib.models.encoders import EncoderConfig
 from avgn_lib.models.registry import register
 
 
@@ -39,34 +38,12 @@ class EZVSLConfig(EncoderConfig):
             raise ValueError(f"EZ-VSL: tau must be positive, got {self.tau}")
 
 
-class EZVSL(nn.Module):
-    """f^a, f^v encoders + Eq. 1. See the module docstring."""
+class EZVSL(DualEncoderMethod):
+    """f^a, f^v encoders (:class:`DualEncoderMethod`) + Eq. 1. See the module docstring."""
 
     def __init__(self, cfg: EZVSLConfig, num_classes: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes  # only for the checkpoint; the method ignores classes
-        self.class_aware = False  # localize() returns class -1: no class-agnostic picking
-        self.visual = build_visual_encoder(cfg, cfg.dim)
-        self.audio = AudioEncoder(width=cfg.width, dim=cfg.dim, pool=cfg.audio_pool)
+        super().__init__(cfg, num_classes, "EZ-VSL")
         self.loss_weights = {"loc": 1.0}
-
-    def param_groups(self, lr: float) -> list[dict]:
-        """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
-        return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
-
-    def _encode(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
-                ) -> tuple[Tensor, Tensor, tuple[int, int]]:
-        check_image_spec("EZ-VSL", image, spec)
-        fv = self.visual(image, trunk_feat)  # (B, D, h, w)
-        h, w = fv.shape[-2:]
-        fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
-        return fv, F.normalize(self.audio(spec), dim=-1), (h, w)
-
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``feat_v`` (B, P, D) and ``feat_a`` (B, D), both unit norm."""
-        fv, fa, _ = self._encode(batch["image"], batch["spec"], batch.get("trunk_feat"))
-        return {"feat_v": fv, "feat_a": fa}
 
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``loc``: Eq. 1; silent samples (no sounding source) are neither anchors nor negatives."""
@@ -83,7 +60,7 @@ class EZVSL(nn.Module):
         fv, fa, hw = self._encode(image, spec, trunk_feat)
         # mul + sum rather than einsum: autocast would run einsum in bf16.
         sim = (fa.float()[:, None] * fv.float()).sum(-1)  # (B, P)
-        return class_agnostic_output(sim, hw, classes, num_sources, "EZ-VSL")
+        return class_agnostic_output(sim, hw, classes, num_sources, self.name)
 
 
 @register("ezvsl", EZVSLConfig)

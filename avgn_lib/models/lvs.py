@@ -44,10 +44,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from avgn_lib.models.common import check_image_spec, class_agnostic_output, sounding
-from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
+from avgn_lib.models.common import DualEncoderMethod, class_agnostic_output, sounding
+from avgn_lib.models.encoders import EncoderConfig
 from avgn_lib.models.registry import register
 
 EASY_NEGATIVES = ("whole_map", "positive_region")
@@ -121,34 +121,12 @@ def lvs_contrastive(fa: Tensor, fv: Tensor, valid: Tensor, eps_p: float, eps_n: 
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=fa.device))
 
 
-class LVS(nn.Module):
+class LVS(DualEncoderMethod):
     """Cosine response maps + the differentiable tri-map contrastive loss."""
 
     def __init__(self, cfg: LVSConfig, num_classes: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes  # only for the checkpoint; the method ignores classes
-        self.class_aware = False
-        self.visual = build_visual_encoder(cfg, cfg.dim)
-        self.audio = AudioEncoder(width=cfg.width, dim=cfg.dim, pool=cfg.audio_pool)
+        super().__init__(cfg, num_classes, "LVS")
         self.loss_weights = {"loc": 1.0}
-
-    def param_groups(self, lr: float) -> list[dict]:
-        """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
-        return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
-
-    def _encode(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
-                ) -> tuple[Tensor, Tensor, tuple[int, int]]:
-        check_image_spec("LVS", image, spec)
-        fv = self.visual(image, trunk_feat)  # (B, D, h, w)
-        h, w = fv.shape[-2:]
-        fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
-        return fv, F.normalize(self.audio(spec), dim=-1), (h, w)
-
-    def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``feat_v`` (B, P, D) and ``feat_a`` (B, D), both unit norm."""
-        fv, fa, _ = self._encode(batch["image"], batch["spec"], batch.get("trunk_feat"))
-        return {"feat_v": fv, "feat_a": fa}
 
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``loc``: the tri-map contrastive loss; silent samples are neither anchors nor negatives."""
@@ -165,7 +143,7 @@ class LVS(nn.Module):
         padding); ``scores`` its maximum; ``classes`` all -1."""
         fv, fa, hw = self._encode(image, spec, trunk_feat)
         sim = (fa.float()[:, None] * fv.float()).sum(-1)  # (B, P)
-        return class_agnostic_output(sim, hw, classes, num_sources, "LVS")
+        return class_agnostic_output(sim, hw, classes, num_sources, self.name)
 
 
 @register("lvs", LVSConfig)

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avgn_lib.models.common import check_image_spec, slot_mask, slot_output, sounding
-from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
+from avgn_lib.models.common import DualEncoderMethod, slot_mask, slot_output, sounding
+from avgn_lib.models.encoders import EncoderConfig
 from avgn_lib.models.registry import register
 
 
@@ -76,38 +76,28 @@ def cycle_loss(audio: Tensor, regions: Tensor, temp: float) -> Tensor:
     return -torch.logsumexp(log_av + log_va.t(), dim=1).mean()
 
 
-class MixLocalize(nn.Module):
+class MixLocalize(DualEncoderMethod):
     """Shared encoders + K audio heads + the cycle-consistent random walk."""
 
     def __init__(self, cfg: MixLocalizeConfig, num_classes: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes  # only for the checkpoint; the method ignores classes
-        self.class_aware = False
-        self.visual = build_visual_encoder(cfg, cfg.dim)
-        self.audio = AudioEncoder(width=cfg.width, dim=cfg.dim, pool=cfg.audio_pool)
+        super().__init__(cfg, num_classes, "Mix-and-Localize")
         self.heads = nn.ModuleList(
             nn.Sequential(nn.Linear(cfg.dim, cfg.dim), nn.ReLU(), nn.Linear(cfg.dim, cfg.dim))
             for _ in range(cfg.num_sources))
         self.loss_weights = {"cycle": 1.0}
 
-    def param_groups(self, lr: float) -> list[dict]:
-        """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
-        return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
-
-    def _encode(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
-                ) -> tuple[Tensor, Tensor, tuple[int, int]]:
-        check_image_spec("Mix-and-Localize", image, spec)
-        fv = self.visual(image, trunk_feat)  # (B, D, h, w)
-        h, w = fv.shape[-2:]
-        fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
+    def _sources(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
+                 ) -> tuple[Tensor, Tensor, tuple[int, int]]:
+        """Unit-norm region nodes f^v (B, P, D), source nodes (B, K, D) and (h, w)."""
+        fv, hw = self._visual_bag(image, spec, trunk_feat)
+        fv = F.normalize(fv, dim=-1)  # (B, P, D)
         mix = self.audio(spec)  # (B, D): the mixture
         fa = F.normalize(torch.stack([head(mix) for head in self.heads], dim=1), dim=-1)  # (B, K, D)
-        return fv, fa, (h, w)
+        return fv, fa, hw
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``feat_v`` (B, P, D) region nodes and ``feat_a`` (B, K, D) source nodes, unit norm."""
-        fv, fa, _ = self._encode(batch["image"], batch["spec"], batch.get("trunk_feat"))
+        fv, fa, _ = self._sources(batch["image"], batch["spec"], batch.get("trunk_feat"))
         return {"feat_v": fv, "feat_a": fa}
 
     def loss(self, outputs: dict[str, Tensor], batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -127,8 +117,8 @@ class MixLocalize(nn.Module):
                  ) -> dict[str, Tensor]:
         """``maps`` (B, N, h, w): slot n = cos(a_{n mod K}, v_p) (0 for -1 padding); ``scores``
         the map maximum; ``classes`` all -1."""
-        fv, fa, hw = self._encode(image, spec, trunk_feat)
-        valid = slot_mask(classes, num_sources, fv.shape[0], fv.device, "Mix-and-Localize")
+        fv, fa, hw = self._sources(image, spec, trunk_feat)
+        valid = slot_mask(classes, num_sources, fv.shape[0], fv.device, self.name)
         heads = torch.arange(valid.shape[1], device=fv.device) % fa.shape[1]
         sims = (fa.float()[:, heads, None] * fv.float()[:, None]).sum(-1)  # (B, N, P)
         return slot_output(sims, hw, valid)

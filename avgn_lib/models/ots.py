@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avgn_lib.models.common import check_image_spec, class_agnostic_output, sounding
-from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
+from avgn_lib.models.common import DualEncoderMethod, class_agnostic_output, sounding
+from avgn_lib.models.encoders import EncoderConfig
 from avgn_lib.models.registry import register
 
 
@@ -67,37 +67,20 @@ def correspondence_bce(logits: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
     return (bce[pos].mean() if pos.any() else zero, bce[neg].mean() if neg.any() else zero)
 
 
-class OTS(nn.Module):
+class OTS(DualEncoderMethod):
     """Calibrated per-location audio-visual scores, max-pooled, logistic loss."""
 
     def __init__(self, cfg: OTSConfig, num_classes: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes  # only for the checkpoint; the method ignores classes
-        self.class_aware = False
-        self.visual = build_visual_encoder(cfg, cfg.dim)
-        self.audio = AudioEncoder(width=cfg.width, dim=cfg.dim, pool=cfg.audio_pool)
+        super().__init__(cfg, num_classes, "OTS")
         self.scale = nn.Parameter(torch.tensor(float(cfg.init_scale)))
         self.bias = nn.Parameter(torch.tensor(float(cfg.init_bias)))
         self.loss_weights = {"match": 0.5, "mismatch": 0.5}
 
-    def param_groups(self, lr: float) -> list[dict]:
-        """A pretrained visual trunk at ``lr * trunk_lr_scale``, everything else at ``lr``."""
-        return trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)
-
-    def _encode(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None = None
-                ) -> tuple[Tensor, Tensor, tuple[int, int]]:
-        check_image_spec("OTS", image, spec)
-        fv = self.visual(image, trunk_feat)  # (B, D, h, w)
-        h, w = fv.shape[-2:]
-        fv = F.normalize(fv.flatten(2).transpose(1, 2), dim=-1)  # (B, P, D)
-        return fv, F.normalize(self.audio(spec), dim=-1), (h, w)
-
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """``feat_v`` (B, P, D) and ``feat_a`` (B, D), both unit norm; ``pair_logits`` (B, B)
         = s(audio i, image j) for every pair of the batch."""
-        fv, fa, _ = self._encode(batch["image"], batch["spec"], batch.get("trunk_feat"))
-        return {"feat_v": fv, "feat_a": fa, "pair_logits": self.pair_logits(fa, fv)}
+        out = super().forward(batch)
+        return dict(out, pair_logits=self.pair_logits(out["feat_a"], out["feat_v"]))
 
     def pair_logits(self, fa: Tensor, fv: Tensor) -> Tensor:
         """(B, B) ``[i, j] = max_p (w cos(f^a_i, f^v_{j,p}) + b)``, in fp32."""
@@ -120,7 +103,7 @@ class OTS(nn.Module):
         fv, fa, hw = self._encode(image, spec, trunk_feat)
         cos = (fa.float()[:, None] * fv.float()).sum(-1)  # (B, P)
         prob = torch.sigmoid(self.scale.float() * cos + self.bias.float())
-        return class_agnostic_output(prob, hw, classes, num_sources, "OTS")
+        return class_agnostic_output(prob, hw, classes, num_sources, self.name)
 
 
 @register("ots", OTSConfig)

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avgn_lib.models.common import check_image_spec, class_agnostic_output, sounding
-from avgn_lib.models.encoders import AudioEncoder, EncoderConfig, build_visual_encoder, trunk_param_groups
+from avgn_lib.models.common import DualEncoderMethod, check_image_spec, class_agnostic_output, sounding
+from avgn_lib.models.encoders import EncoderConfig
 from avgn_lib.models.registry import register
 
 
@@ -76,16 +76,11 @@ def slavc_logits(v1: Tensor, v2: Tensor, a1: Tensor, a2: Tensor, tau: float) -> 
         return torch.logsumexp(corr.log_softmax(dim=1) + loc.log_softmax(dim=2), dim=2)
 
 
-class SLAVC(nn.Module):
+class SLAVC(DualEncoderMethod):
     """Two projections per modality, EMA target encoders, the two-way objective."""
 
     def __init__(self, cfg: SLAVCConfig, num_classes: int) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.num_classes = num_classes  # only for the checkpoint; the method ignores classes
-        self.class_aware = False
-        self.visual = build_visual_encoder(cfg, cfg.dim)
-        self.audio = AudioEncoder(width=cfg.width, dim=cfg.dim, pool=cfg.audio_pool)
+        super().__init__(cfg, num_classes, "SLAVC")
         self.visual_proj2 = nn.Conv2d(self.visual.trunk.out_channels, cfg.dim, 1)
         self.audio_proj2 = nn.Linear(self.audio.trunk.out_channels, cfg.dim)
         self.drop_img, self.drop_aud = nn.Dropout(cfg.dropout_img), nn.Dropout(cfg.dropout_aud)
@@ -102,7 +97,7 @@ class SLAVC(nn.Module):
         copies at ``lr``."""
         ema = {id(p) for p in self.momentum.parameters()}
         return [dict(g, params=[p for p in g["params"] if id(p) not in ema])
-                for g in trunk_param_groups(self, lr, self.cfg.trunk_lr_scale)]
+                for g in super().param_groups(lr)]
 
     def _online(self) -> dict[str, nn.Module]:
         """The online modules that have a momentum copy, by the copy's key."""
@@ -135,11 +130,11 @@ class SLAVC(nn.Module):
         return v1, v2, a1, a2
 
     def _trunk(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None) -> Tensor:
-        check_image_spec("SLAVC", image, spec)
+        check_image_spec(self.name, image, spec)
         if trunk_feat is None:
             return self.visual.trunk(image)
         if not self.trunk_frozen:
-            raise ValueError("SLAVC: trunk_feat given, but the visual trunk is trainable: "
+            raise ValueError(f"{self.name}: trunk_feat given, but the visual trunk is trainable: "
                              "precomputed features would freeze it silently")
         return trunk_feat
 
@@ -182,7 +177,7 @@ class SLAVC(nn.Module):
         v1, v2, a1, a2 = self._branch(trunk_out, image, spec, ema=self.cfg.use_momentum_eval)
         sim = ((v1.float() * a1.float()[:, None]).sum(-1)
                + (v2.float() * a2.float()[:, None]).sum(-1)) / 2  # (B, P)
-        return class_agnostic_output(sim, hw, classes, num_sources, "SLAVC")
+        return class_agnostic_output(sim, hw, classes, num_sources, self.name)
 
 
 @register("slavc", SLAVCConfig)
