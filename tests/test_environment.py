@@ -66,6 +66,15 @@ def test_every_profile_has_the_sections_of_params_yaml_and_resolves_every_run():
             assert set(spec.tables) <= set(TABLE_NAMES), f"{profile.name}: {spec.name}"
 
 
+def test_smoke_and_paper_profiles_train_every_registered_method():
+    """CI's smoke repro trains each method through the train stage; the paper profile runs each."""
+    from avgn_lib.models import available
+
+    for name in ("smoke.yaml", "paper.yaml"):
+        params = yaml.safe_load((ROOT / "params" / name).read_text())
+        assert {r["method"] for r in params["runs"].values()} == set(available()), name
+
+
 def test_every_stage_runs_its_notebook_with_papermill_into_results():
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     for name, stage in dvc["stages"].items():
