@@ -125,8 +125,9 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
                             sort=False, dropna=False)
     seeds = frame.groupby("row", sort=False)["run"].nunique()
     cols = sorted(table.columns, key=lambda c: (spec.datasets.index(c[0]), _order(c[1], spec.metrics)))
-    table = table[cols].round(1)
-    std = std.reindex(index=table.index, columns=cols).round(1)
+    exact, exact_std = table[cols], std.reindex(index=table.index, columns=cols)
+    table = exact.round(1)
+    std = exact_std.round(1)
     table.insert(0, ("", "seeds"), seeds.reindex(table.index).astype(int))
     for key in reversed(spec.index):
         by_row = {row_label(r): info["model"].get(key, "—") for r, info in infos.items()}
@@ -134,6 +135,8 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
     table.index.name = None
     std.index.name = None
     table.attrs["std"] = std
+    # unrounded, for the bold rule: the same numbers avgn_lib.verdicts compares
+    table.attrs["exact"] = (exact.set_axis(table.index), exact_std.set_axis(table.index))
     table.attrs["references"] = sorted(set(frame.loc[frame["method"] == "reference", "row"]))
     return table
 
@@ -141,9 +144,12 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
 def formatted(table: pd.DataFrame) -> pd.DataFrame:
     """Text cells for display: ``mean ± std`` where a row has several seeds, ``—`` where a run
     has no number, and ``**bold**`` for a column's best method only when it beats the runner-up
-    by more than both of their spreads (never for a single seed, whose spread is unknown, and
-    never for a reference row). Every metric here is higher-is-better."""
+    by more than both of their spreads, on the unrounded numbers: the rule of
+    :func:`avgn_lib.verdicts.compare` (a one-seed row has no spread of its own and is judged by
+    the other row's; two one-seed rows are never bold; a reference row never is). Every metric
+    here is higher-is-better."""
     std = table.attrs.get("std")
+    exact_mean, exact_std = table.attrs.get("exact", (table, std))
     refs = set(table.attrs.get("references", ()))
     out = table.astype(object).copy()
     for col in table.columns:
@@ -155,12 +161,13 @@ def formatted(table: pd.DataFrame) -> pd.DataFrame:
         for row in table.index:
             m, s = mean[row], spread[row]
             cells[row] = NOT_RUN if pd.isna(m) else (f"{m:.1f} ± {s:.1f}" if pd.notna(s) else f"{m:.1f}")
-        ranked = mean[[r for r in table.index if r not in refs]].dropna().sort_values(ascending=False)
+        em = exact_mean[col]
+        es = exact_std[col] if exact_std is not None and col in exact_std else spread
+        ranked = em[[r for r in table.index if r not in refs]].dropna().sort_values(ascending=False)
         if len(ranked) >= 2:
             best, second = ranked.index[0], ranked.index[1]
-            gap = ranked.iloc[0] - ranked.iloc[1]
-            if pd.notna(spread[best]) and pd.notna(spread[second]) \
-                    and gap > max(spread[best], spread[second]):
+            known = [x for x in (es[best], es[second]) if pd.notna(x)]
+            if known and ranked.iloc[0] - ranked.iloc[1] > max(known):
                 cells[best] = f"**{cells[best]}**"
         out[col] = [cells[r] for r in table.index]
     return out

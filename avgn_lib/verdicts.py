@@ -78,14 +78,14 @@ def best_claim(results: pd.DataFrame, infos: dict[str, dict[str, Any]], table: s
             and all(infos[runs[0]]["model"].get(k, True) for k in ("use_class_tokens", "use_grouping"))]
     rivals = [g for g, runs in groups.items() if infos[runs[0]]["method"] != method]
     measure = f"{dataset} {metric}"
-    if not full or not rivals:
+    # one vocabulary's runs are scored on its own test sets only: keep the groups with values
+    full = [g for g in full if len(_values(results, groups[g], dataset, metric))]
+    theirs = {g: _values(results, groups[g], dataset, metric) for g in rivals}
+    theirs = {g: v for g, v in theirs.items() if len(v)}
+    if not full or not theirs:
         return dict(measure=measure, evidence="—", verdict=NOT_RUN)
     ours = _values(results, groups[full[0]], dataset, metric)
     label = lambda g: infos[groups[g][0]]["label"]  # noqa: E731
-    theirs = {g: _values(results, groups[g], dataset, metric) for g in rivals}
-    theirs = {g: v for g, v in theirs.items() if len(v)}
-    if not len(ours) or not theirs:
-        return dict(measure=measure, evidence="—", verdict=NOT_RUN)
     evidence = "; ".join([describe(label(full[0]), ours)]
                          + [describe(label(g), v) for g, v in sorted(
                              theirs.items(), key=lambda kv: -kv[1].mean())])

@@ -161,6 +161,11 @@ def test_spreads_and_bold_only_beyond_both_spreads(frame, infos):
     # IoU: AVGN 20, 22, 24 (22 ± 2) vs AVCT-off 30, 30.5, 31 (30.5 ± 0.5): gap 8.5 > 2: bold
     assert cells.loc["AVGN (AVCT off) [inst_noavct]", ("instruments_solo", "IoU@0.5")] == "**30.5 ± 0.5**"
     assert not any("**" in c for c in cells[("instruments_solo", "AUC")])
+    # a one-seed runner-up is judged by the other row's spread (avgn_lib.verdicts.compare)
+    one = f[~f["run"].isin(["inst_noavct_s1", "inst_noavct_s2"])]
+    cells1 = T.formatted(T.build_table(spec, one, i))
+    assert cells1.loc["AVGN (AVCT off) [inst_noavct]", ("instruments_solo", "IoU@0.5")] == "**30.0**"
+    assert cells1.loc["AVGN [inst_avgn]", ("instruments_solo", "AP")] == "43.0 ± 2.0"
     md = T.to_markdown(table)
     assert "**30.5 ± 0.5**" in md and "43.0 ± 2.0" in md
 

@@ -51,6 +51,11 @@ def test_best_claim_reproduced_not_reproduced_and_inconclusive():
     assert res["evidence"].startswith("AVGN 41.0 ± 1.0; EZ-VSL 52.0 ± 2.0")
     frame, infos = _study([50, 52, 54], [49, 51, 53])
     assert V.best_claim(frame, infos, "table2", "instruments_duet", "CAP")["verdict"] == V.INCONCLUSIVE
+    # another vocabulary's AVGN group, listed first, has no rows here and must not be chosen
+    other = {"ev_avgn": _info("ev_avgn", "avgn", "AVGN", "ev_avgn", 0, ["table2"])}
+    frame, infos = _study([50, 52, 54], [40, 41, 42])
+    res = V.best_claim(frame, {**other, **infos}, "table2", "instruments_duet", "CAP")
+    assert res["verdict"] == V.REPRODUCED and res["evidence"].startswith("AVGN 52.0 ± 2.0")
 
 
 def test_ablations_are_not_rivals_and_ordering_follows_each_link():
