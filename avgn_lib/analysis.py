@@ -65,3 +65,47 @@ def report_section(frames: dict[str, pd.DataFrame], dataset: str) -> str:
     return "\n".join([f"## Breakdown on {dataset} (oracle CAP units: pixel AP per source, percent)",
                       "", "Per class:", "", to_markdown(per_class), "", "Per drawing style "
                       "(test styles only):", "", to_markdown(per_style), diff])
+
+
+def pick_scenes(split_dir: str | Path, count: int, seed: int) -> list[int]:
+    """``count`` indices of a built split's sounding samples, drawn with ``seed``: a fixed rule,
+    not a choice (silent samples have nothing to outline)."""
+    sounding = np.flatnonzero((np.load(Path(split_dir, "classes.npy")) >= 0).any(axis=1))
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(sounding, size=min(count, len(sounding)), replace=False))
+
+
+def qualitative_sheet(models: dict[str, nn.Module], data: Dataset, split_dir: str | Path,
+                      class_names: list[str], indices: list[int], tile: int = 128) -> np.ndarray:
+    """The paper's Fig. 3 on our test scenes: one row per (scene, sounding source) of
+    ``indices``: the frame with the source's exact mask outlined, then each method's oracle map
+    for the source's class, outlined the same way and titled with its pixel AP. A class-agnostic
+    method draws the same map for both sources of a duet, which is the figure's point."""
+    from torch.utils.data import Subset
+
+    from avgn_lib import viz
+
+    subset = Subset(data, indices)
+    frames = np.load(Path(split_dir, "images.npy"), mmap_mode="r")
+    results = {name: predict(m, subset, "oracle") for name, m in models.items()}
+    _, gt = next(iter(results.values()))
+    tiles, titles = [], []
+    for k, index in enumerate(gt["index"]):
+        image = np.asarray(frames[int(index)])
+        for slot, cls in enumerate(gt["classes"][k]):
+            mask = gt["masks"][k][slot]
+            if cls < 0 or not mask.any():
+                continue
+            tiles.append(viz.draw_outline(image, mask, width=2))
+            titles.append(f"{class_names[int(cls)]} (scene {int(index)})")
+            for name, (preds, _) in results.items():
+                maps = {c: m for c, m, _ in preds[k]}
+                heat = maps.get(int(cls), np.zeros(mask.shape, np.float32))
+                lo, hi = float(heat.min()), float(heat.max())
+                heat01 = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+                ap = pixel_ap(heat, mask) if int(cls) in maps else 0.0
+                tiles.append(viz.draw_outline(viz.overlay(image, heat01), mask, width=2))
+                titles.append(f"{name} AP {ap:.2f}")
+    if not tiles:
+        raise ValueError(f"qualitative_sheet: no sounding source in scenes {indices}")
+    return viz.contact_sheet(tiles, titles, columns=1 + len(models), tile=tile)

@@ -1,6 +1,7 @@
-"""Mix-and-Localize, DMC and SLAVC (avgn_lib.models.mix_localize, dmc, slavc): shapes, batched ==
-unbatched, one-batch overfitting, silent samples, and each method's own mechanism on tiny tensors
-(the random walk, the soft k-means, the momentum encoders)."""
+"""Mix-and-Localize, DMC and SLAVC (avgn_lib.models.mix_localize, dmc, slavc): shapes and each
+method's own mechanism on tiny tensors (the random walk, the soft k-means, the momentum encoders).
+The generic checks (batched == unbatched, one-batch overfit, silent samples, bf16, config) are
+parametrized over every baseline in tests/test_baselines.py."""
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from avgn_lib.models.dmc import centre_distance, max_margin, soft_kmeans
 from avgn_lib.models.mix_localize import cycle_loss, transitions
 from avgn_lib.models.slavc import slavc_logits
 
-from test_baselines import make_batch, overfit, total
+from test_baselines import make_batch, total
 
 C = 3
 METHODS = ["mix_localize", "dmc", "slavc"]
@@ -41,73 +42,6 @@ def test_shapes_and_contract_fields(name):
     grouped = [p for g in model.param_groups(1e-3) for p in g["params"]]
     assert len(grouped) == len({id(p) for p in grouped})
     assert {id(p) for p in model.parameters() if p.requires_grad} <= {id(p) for p in grouped}
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_batched_equals_unbatched(name):
-    model = tiny(name).eval()
-    batch = make_batch(b=3, size=48)
-    full = model.localize(batch["image"], batch["spec"], classes=batch["classes"])
-    for i in range(3):
-        one = model.localize(batch["image"][i:i + 1], batch["spec"][i:i + 1],
-                             classes=batch["classes"][i:i + 1])
-        for key in ("maps", "scores"):
-            assert torch.allclose(one[key], full[key][i:i + 1], atol=1e-5), key
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_overfit_one_batch_loss_halves(name):
-    # SLAVC's 0.9 image dropout makes a 20-step loss curve noise; its objective is what is tested
-    model = tiny(name, **({"dropout_img": 0.0} if name == "slavc" else {})).train()
-    history = overfit(model, make_batch(seed=3))
-    assert all(math.isfinite(h) for h in history)
-    assert history[-1] < 0.5 * history[0], history
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_silent_samples_are_neither_anchors_nor_negatives(name):
-    model = tiny(name).eval()  # eval: BatchNorm must not mix the samples' statistics
-    batch = make_batch(silent=(2,))
-    base = total(model, batch)
-    other = make_batch(seed=7)
-    swapped = {**batch, "image": batch["image"].clone(), "spec": batch["spec"].clone()}
-    swapped["image"][2], swapped["spec"][2] = other["image"][2], other["spec"][2]
-    assert torch.allclose(total(model, swapped), base, atol=1e-6)
-    swapped["image"][3] = other["image"][3]  # ...whereas a sounding sample's image counts
-    assert not torch.allclose(total(model, swapped), base, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_all_silent_batch_gives_a_connected_zero(name):
-    model = tiny(name).train()
-    batch = make_batch(b=4, silent=(0, 1, 2, 3))
-    loss = total(model, batch)
-    assert loss.item() == 0.0
-    loss.backward()
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_bf16_autocast_keeps_losses_and_maps_in_fp32(name):
-    model = tiny(name).train()
-    batch = make_batch()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        terms = model.loss(model(batch), batch)
-        maps = model.eval().localize(batch["image"], batch["spec"])["maps"]
-    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in terms.values())
-    assert maps.dtype == torch.float32 and torch.isfinite(maps).all()
-
-
-@pytest.mark.parametrize("name, bad, match", [
-    ("mix_localize", {"num_sources": 0}, "num_sources"),
-    ("mix_localize", {"cycle_temp": 0.0}, "cycle_temp"),
-    ("dmc", {"iters": 0}, "iters"),
-    ("dmc", {"assign_temp": -1.0}, "assign_temp"),
-    ("slavc", {"dropout_img": 1.0}, "dropout_img"),
-    ("slavc", {"momentum_aud": 1.5}, "momentum_aud"),
-])
-def test_config_checks(name, bad, match):
-    with pytest.raises(ValueError, match=match):
-        build_model(name, C, {**TINY, **bad})
 
 
 # --- Mix-and-Localize ------------------------------------------------------------------------

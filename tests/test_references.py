@@ -57,3 +57,18 @@ def test_breakdown_means_per_class_and_counts_sources():
     assert table.loc["cat", "a"] == 75.0 and table.loc["dog", "b"] == 100.0
     assert table.loc["cat", "sources"] == 2
     assert "a beats b on 1 of 2 classes" in report_section({"a": a, "b": b}, "duet")
+
+
+def test_qualitative_scenes_are_seeded_and_sounding(tmp_path):
+    """Fig. 3's scenes come from a seeded draw over the sounding samples, never a hand pick."""
+    import numpy as np
+
+    from avgn_lib.analysis import pick_scenes
+
+    classes = np.full((10, 2), -1)
+    classes[[1, 3, 4, 8], 0] = 2
+    np.save(tmp_path / "classes.npy", classes)
+    first = pick_scenes(tmp_path, 3, seed=0)
+    assert first == pick_scenes(tmp_path, 3, seed=0) and first == sorted(first)
+    assert len(first) == 3 and set(first) <= {1, 3, 4, 8}
+    assert pick_scenes(tmp_path, 9, seed=1) == [1, 3, 4, 8]
