@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from avgn_lib.engine_eval import predict
+from avgn_lib.evaluation import normalize_map
 from avgn_lib.metrics import pixel_ap
 
 
@@ -101,10 +102,8 @@ def qualitative_sheet(models: dict[str, nn.Module], data: Dataset, split_dir: st
             for name, (preds, _) in results.items():
                 maps = {c: m for c, m, _ in preds[k]}
                 heat = maps.get(int(cls), np.zeros(mask.shape, np.float32))
-                lo, hi = float(heat.min()), float(heat.max())
-                heat01 = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
                 ap = pixel_ap(heat, mask) if int(cls) in maps else 0.0
-                tiles.append(viz.draw_outline(viz.overlay(image, heat01), mask, width=2))
+                tiles.append(viz.draw_outline(viz.overlay(image, normalize_map(heat)), mask, width=2))
                 titles.append(f"{name} AP {ap:.2f}")
     if not tiles:
         raise ValueError(f"qualitative_sheet: no sounding source in scenes {indices}")

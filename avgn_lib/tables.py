@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from avgn_lib.verdicts import beats
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -144,8 +146,8 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
 def formatted(table: pd.DataFrame) -> pd.DataFrame:
     """Text cells for display: ``mean ± std`` where a row has several seeds, ``—`` where a run
     has no number, and ``**bold**`` for a column's best method only when it beats the runner-up
-    by more than both of their spreads, on the unrounded numbers: the rule of
-    :func:`avgn_lib.verdicts.compare` (a one-seed row has no spread of its own and is judged by
+    by more than both of their spreads, on the unrounded numbers: :func:`avgn_lib.verdicts.beats`,
+    the verdicts' rule (a one-seed row has no spread of its own and is judged by
     the other row's; two one-seed rows are never bold; a reference row never is). Every metric
     here is higher-is-better."""
     std = table.attrs.get("std")
@@ -166,8 +168,7 @@ def formatted(table: pd.DataFrame) -> pd.DataFrame:
         ranked = em[[r for r in table.index if r not in refs]].dropna().sort_values(ascending=False)
         if len(ranked) >= 2:
             best, second = ranked.index[0], ranked.index[1]
-            known = [x for x in (es[best], es[second]) if pd.notna(x)]
-            if known and ranked.iloc[0] - ranked.iloc[1] > max(known):
+            if beats(ranked.iloc[0], es[best], ranked.iloc[1], es[second]) == ">":
                 cells[best] = f"**{cells[best]}**"
         out[col] = [cells[r] for r in table.index]
     return out

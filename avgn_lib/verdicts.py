@@ -34,16 +34,21 @@ def _spread(v: np.ndarray) -> float:
     return float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
 
 
-def compare(a: np.ndarray, b: np.ndarray) -> str:
-    """``">"`` (a beats b by more than both spreads), ``"<"``, ``"~"`` (within) or ``"?"``
-    (one seed on each side, or a side with no values)."""
-    if not len(a) or not len(b):
-        return "?"
-    spreads = [s for s in (_spread(a), _spread(b)) if not np.isnan(s)]
+def beats(mean_a: float, std_a: float, mean_b: float, std_b: float) -> str:
+    """The spread rule on summary numbers: ``">"`` (a ahead by more than both spreads), ``"<"``,
+    ``"~"`` (within) or ``"?"`` (neither spread known). A NaN std is an unknown spread."""
+    spreads = [s for s in (std_a, std_b) if not np.isnan(s)]
     if not spreads:
         return "?"
-    gap, width = float(a.mean() - b.mean()), max(spreads)
+    gap, width = float(mean_a - mean_b), max(spreads)
     return ">" if gap > width else "<" if gap < -width else "~"
+
+
+def compare(a: np.ndarray, b: np.ndarray) -> str:
+    """:func:`beats` on per-seed values; ``"?"`` also when a side has no values."""
+    if not len(a) or not len(b):
+        return "?"
+    return beats(float(a.mean()), _spread(a), float(b.mean()), _spread(b))
 
 
 def describe(label: str, v: np.ndarray) -> str:
@@ -149,7 +154,7 @@ def claim_verdicts(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
     def add(claim: str, res: dict[str, str]) -> None:
         rows.append({"claim": claim, **res})
 
-    for vocab, single in (("instruments", "instruments_solo"), ("everyday", "everyday_single")):
+    for single in ("instruments_solo", "everyday_single"):
         add("AVGN is best on Table 1 (single source)", best_claim(results, infos, "table1", single, "AP"))
     for duet in ("instruments_duet", "everyday_duet"):
         for metric in ("CAP", "PIAP"):
@@ -162,16 +167,14 @@ def claim_verdicts(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
         add("Ablation order: full > AVCT only > AVG only > none", ordering_claim(results, chain, dataset, metric))
     depths = sorted({i["model"].get("depth") for i in infos.values() if "supp1" in i.get("tables", [])
                      and i["model"].get("assignment", "softmax") == "softmax"} - {None})
+    by_depth = {d: _values(results, _find(infos, "supp1", method="avgn", depth=d,
+                                          assignment="softmax"), "instruments_duet", "CAP")
+                for d in depths}
     depth3 = _find(infos, "supp1", method="avgn", depth=3, assignment="softmax")
     others = [d for d in depths if d != 3]
     if depth3 and others:
-        outcomes = [compare(_values(results, depth3, "instruments_duet", "CAP"),
-                            _values(results, _find(infos, "supp1", method="avgn", depth=d,
-                                                   assignment="softmax"), "instruments_duet", "CAP"))
-                    for d in others]
-        evidence = "; ".join(describe(f"depth {d}", _values(results, _find(
-            infos, "supp1", method="avgn", depth=d, assignment="softmax"), "instruments_duet", "CAP"))
-            for d in depths)
+        outcomes = [compare(by_depth[3], by_depth[d]) for d in others]
+        evidence = "; ".join(describe(f"depth {d}", v) for d, v in by_depth.items())
         add("Depth 3 is best (supp. Table 1)", dict(measure="instruments_duet CAP",
                                                    evidence=evidence, verdict=_verdict(outcomes)))
     else:
