@@ -459,3 +459,32 @@ def test_real_test_depictions_are_not_recolours_of_training_ones(real_inventory)
                     worst = max(worst, min(iou, corr))
                     assert not (iou > 0.9 and corr > 0.8), (vname, c, i, round(float(iou), 3), round(corr, 3))
     assert worst < 0.8
+
+
+def test_swap_partners_never_share_a_sounding_class():
+    from avgn_lib.data.datasets import swap_partners
+    classes = np.array([[0, -1], [0, -1], [1, -1], [0, 1], [2, -1], [-1, -1]])
+    p = swap_partners(classes, offset=3)
+    assert p.tolist() == swap_partners(classes, offset=3).tolist()  # deterministic
+    for i, j in enumerate(p):
+        own, other = set(classes[i][classes[i] >= 0]), set(classes[j][classes[j] >= 0])
+        assert j != i and other and not own & other
+    # sample 0 (class 0): offset 3 lands on [0, 1], which shares class 0, so the next one is taken
+    assert p[0] == 4
+    # a silent sample gets any sounding partner; nobody gets the silent one
+    assert 5 not in p.tolist() and p[5] == 2
+    with pytest.raises(ValueError, match="no partner"):
+        swap_partners(np.array([[3], [3], [3]]), offset=1)
+
+
+def test_swap_audio_on_a_built_split_takes_the_partners_spectrogram(built):
+    from avgn_lib.data.datasets import SceneDataset, SwapAudio
+    _, out, _ = built
+    ds = SceneDataset(out / "everyday_duet" / "test")
+    sw = SwapAudio(ds)
+    for i in range(len(ds)):
+        j = int(sw.partner[i])
+        assert torch.equal(sw[i]["spec"], ds[j]["spec"])
+        assert torch.equal(sw[i]["image"], ds[i]["image"])
+        assert not set(ds[i]["classes"].tolist()) - {-1} & set(ds[j]["classes"].tolist())
+    assert sw.class_names == ds.class_names

@@ -144,3 +144,21 @@ def test_metrics_are_the_small_headline_files():
                 for stage in dvc["stages"].values() for m in stage.get("do", stage).get("metrics", [])]
     assert "${report.out_dir}/headline" in declared
     assert not any(m.endswith(("summary.json", "/metrics.json")) for m in declared)
+
+
+def test_a_train_stage_depends_on_the_shared_model_files_and_its_own_method_file():
+    """A new method file must not make every trained run stale, and no run may miss the file
+    that defines its method: every method of every profile lives in avgn_lib/models/<name>.py,
+    and the shared files listed in dvc.yaml are exactly avgn_lib.models.SHARED."""
+    import avgn_lib.models as models
+
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    deps = dvc["stages"]["train"]["do"]["deps"]
+    model_deps = {d for d in deps if d.startswith("avgn_lib/models")}
+    shared = {f"avgn_lib/models/{name}.py" for name in models.SHARED + ("__init__",)}
+    assert model_deps == shared | {"avgn_lib/models/${item.method}.py"}
+    for name in models.available():
+        assert (ROOT / "avgn_lib" / "models" / f"{name}.py").is_file(), name
+    for profile in [ROOT / "params.yaml", *sorted((ROOT / "params").glob("*.yaml"))]:
+        for run, spec in yaml.safe_load(profile.read_text())["runs"].items():
+            assert spec["method"] in models.available(), f"{profile.name}: {run}"

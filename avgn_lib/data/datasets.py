@@ -115,11 +115,15 @@ def box_mask(boxes: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 
 
 class SwapAudio(Dataset):
-    """Each sample with the audio of another one: sample i gets the spectrogram of sample
-    ``(i + offset) % N`` (default offset N // 2), everything else (image, classes, masks) its own.
+    """Each sample with the audio of another sample that shares none of its sounding classes.
 
-    The audio-swapped evaluation: how much a method's maps depend on what it hears. Deterministic,
-    and a sample never keeps its own audio (offset 0 is rejected).
+    Sample i gets the spectrogram of the first sample ``j = (i + offset + k) % N`` (k = 0, 1, ...;
+    default offset N // 2) that has a sounding class and none of i's sounding classes; everything
+    else (image, classes, masks) stays i's own. This is the audio-swapped evaluation: how much a
+    method's maps depend on what it hears. A partner of the same class is skipped because a
+    recording of the same class *should* give the same map, so it would measure nothing (with a
+    plain offset, 10 % of instruments_solo test pairs were same-class). Deterministic; a split
+    where some sample has no possible partner is an error, not a silent self-pairing.
     """
 
     def __init__(self, dataset: Dataset, offset: int | None = None):
@@ -128,14 +132,43 @@ class SwapAudio(Dataset):
         if n > 1 and self.offset == 0:
             raise ValueError(f"SwapAudio: offset {offset} maps every sample to itself (N={n})")
         forward_attrs(self, dataset)
+        self.partner = swap_partners(_sounding_classes(dataset), self.offset)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         item = dict(self.dataset[index])
-        item["spec"] = self.dataset[(index + self.offset) % len(self.dataset)]["spec"]
+        item["spec"] = self.dataset[int(self.partner[index % len(self.dataset)])]["spec"]
         return item
+
+
+def _sounding_classes(dataset: Dataset) -> np.ndarray:
+    """(N, S) class ids with -1 padding: read from the built split when there is one."""
+    folder = getattr(dataset, "dir", None)
+    if folder is not None and Path(folder, "classes.npy").is_file():
+        classes = np.load(Path(folder, "classes.npy"))
+        if len(classes) == len(dataset):
+            return classes
+    return np.stack([np.asarray(dataset[i]["classes"]) for i in range(len(dataset))])
+
+
+def swap_partners(classes: np.ndarray, offset: int) -> np.ndarray:
+    """(N,) partner index per sample for ``SwapAudio`` (see there) from (N, S) class ids."""
+    classes = np.asarray(classes).reshape(len(classes), -1)
+    n = len(classes)
+    sets = [frozenset(int(c) for c in row if c >= 0) for row in classes]
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        for k in range(n):
+            j = (i + offset + k) % n
+            if j != i and sets[j] and not sets[j] & sets[i]:
+                out[i] = j
+                break
+        else:
+            raise ValueError(f"SwapAudio: sample {i} (classes {sorted(sets[i])}) has no partner "
+                             f"that sounds and shares none of its classes (N={n})")
+    return out
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -5,7 +5,8 @@ A method is one model file that ends with::
     @register("name", NameConfig)
     def build(cfg: NameConfig, num_classes: int) -> nn.Module: ...
 
-and ``avgn_lib/models/__init__.py`` imports that file once. ``build_model(name, C, values)``
+in a file named after the method (``avgn_lib/models/<name>.py``: the run's DVC stage depends on
+it by that name), and ``avgn_lib/models/__init__.py`` imports every file of the package once. ``build_model(name, C, values)``
 turns a plain dict (a params.yaml ``methods.<name>`` section merged with a run's ``model``
 overrides) into the method's own config with :func:`avgn_lib.config.from_dict`, so an unknown
 or mistyped key fails at once and every field is written once, in the dataclass.
