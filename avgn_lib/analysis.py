@@ -15,6 +15,7 @@ import pandas as pd
 from torch import nn
 from torch.utils.data import Dataset
 
+from avgn_lib.data.datasets import SwapAudio
 from avgn_lib.engine_eval import predict
 from avgn_lib.evaluation import normalize_map
 from avgn_lib.metrics import pixel_ap
@@ -66,6 +67,63 @@ def report_section(frames: dict[str, pd.DataFrame], dataset: str) -> str:
     return "\n".join([f"## Breakdown on {dataset} (oracle CAP units: pixel AP per source, percent)",
                       "", "Per class:", "", to_markdown(per_class), "", "Per drawing style "
                       "(test styles only):", "", to_markdown(per_style), diff])
+
+
+SWAP_RELATIONS = ("heard class visible (as a distractor)", "heard class not in the frame")
+
+
+def swap_units(model: nn.Module, data: Dataset, split_dir: str | Path,
+               batch_size: int = 64) -> pd.DataFrame:
+    """The audio-swapped evaluation split by what the swapped-in audio names, one row per visible
+    sounding source (oracle class, like CAP): its AP with its own audio and with the partner's
+    (``SwapAudio``), and the relation of the partner's classes to the frame: one of them is
+    visible as a silent distractor (a listening model should move its map there), or none is
+    in the frame (nothing to move to; a map that stays on the largest object scores high)."""
+    swapped = SwapAudio(data)
+    own, gt = predict(model, data, "oracle", batch_size=batch_size)
+    other, _ = predict(model, swapped, "oracle", batch_size=batch_size)
+    classes = np.load(Path(split_dir, "classes.npy"))
+    distractors = np.load(Path(split_dir, "distractors.npy"))
+    rows = []
+    for k, index in enumerate(gt["index"]):
+        partner = int(swapped.partner[int(index)])
+        heard = set(int(c) for c in classes[partner] if c >= 0)
+        visible = heard & set(int(c) for c in distractors[int(index)] if c >= 0)
+        mine, theirs = ({c: m for c, m, _ in p[k]} for p in (own, other))
+        for slot, cls in enumerate(gt["classes"][k]):
+            mask = gt["masks"][k][slot]
+            if cls < 0 or not mask.any():
+                continue
+            rows.append({"sample": int(index), "slot": slot,
+                         "relation": SWAP_RELATIONS[0 if visible else 1],
+                         "AP": pixel_ap(mine[int(cls)], mask),
+                         "AP_swapped": pixel_ap(theirs[int(cls)], mask)})
+    return pd.DataFrame(rows)
+
+
+def swap_breakdown(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per run and relation (plus all units; a relation without units has no row): unit count, AP
+    with own and swapped audio and the drop, in percent."""
+    out = []
+    for run, f in frames.items():
+        for relation, part in [("all", f), *((r, f[f["relation"] == r]) for r in SWAP_RELATIONS)]:
+            if part.empty:
+                continue  # no unit of this kind: no row (never a NaN cell)
+            ap, sw = part["AP"].mean() * 100, part["AP_swapped"].mean() * 100
+            out.append({"run": run, "partner's audio": relation, "units": len(part),
+                        "AP": ap, "AP swapped": sw, "drop": ap - sw})
+    return pd.DataFrame(out).round(1)
+
+
+def swap_section(frames_by_dataset: dict[str, dict[str, pd.DataFrame]]) -> str:
+    """Markdown: ``swap_breakdown`` per test set (frames from :func:`swap_units`)."""
+    parts = []
+    for dataset, frames in frames_by_dataset.items():
+        if frames:
+            parts += [f"## Audio-swapped AP on {dataset}, by what the swapped-in audio names "
+                      "(oracle class; pixel AP per sounding source, percent)", "",
+                      swap_breakdown(frames).to_markdown(index=False), ""]
+    return "\n".join(parts)
 
 
 def pick_scenes(split_dir: str | Path, count: int, seed: int) -> list[int]:
