@@ -40,10 +40,14 @@ find_python() {
 setup() {
   local py stamp
   py="$(find_python)"
-  # System tools the pipeline uses: apt-get download (raw assets), npm pack (emoji SVGs), git.
+  # System tools the pipeline uses: apt-get download (raw assets), npm pack (emoji SVGs), git,
+  # chromium (the report screenshot).
   command -v git >/dev/null || apt_install git
   command -v npm >/dev/null || apt_install npm
   command -v xz >/dev/null || apt_install xz-utils
+  # Headless Chromium: the report stage's screenshot (avgn_lib.screenshot) shown in the README.
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+    || apt_install chromium fonts-dejavu-core
   "$py" -c "import venv, ensurepip" 2>/dev/null || apt_install python3-venv
   stamp="$VENV/.stamp-$(cat requirements.txt requirements-nodeps.txt pyproject.toml | sha1sum | cut -c1-12)"
   if [ ! -f "$stamp" ]; then
