@@ -128,3 +128,28 @@ def all_runs(params_path: str | Path = "params.yaml") -> list[RunSpec]:
     """Every run of a params file, resolved (a test checks all profiles this way)."""
     params = load_params(params_path)
     return [resolve_run(name, params) for name in params.get("runs") or {}]
+
+
+# The library files a training run's result depends on (besides its method file): the train
+# stage's code deps in dvc.yaml (tests/test_environment.py checks the two lists agree).
+TRAIN_CODE = ("models/__init__.py", "models/registry.py", "models/common.py", "models/encoders.py",
+              "models/trunks.py", "runs.py", "config.py", "device.py", "engine.py",
+              "engine_eval.py", "evaluation.py", "metrics.py", "losses.py", "results.py", "viz.py",
+              "data/datasets.py", "data/concat.py", "data/features.py", "data/image.py")
+
+
+def code_fingerprint(method: str, extra: tuple[str | Path, ...] = ()) -> str:
+    """sha256 over the training code of ``method`` (``TRAIN_CODE`` + ``models/<method>.py``) and
+    ``extra`` files (e.g. the train notebook). Part of a run's resume fingerprint: DVC re-runs a
+    train stage exactly when this code changed, and then an old ``last.pt`` (a finished run of the
+    old code) must not be resumed, or the stage would report the old code's weights."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in [*(root / p for p in TRAIN_CODE), root / "models" / f"{method}.py",
+                 *(Path(p) for p in extra)]:
+        if not path.is_file():
+            raise FileNotFoundError(f"code_fingerprint: {path} is missing")
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()

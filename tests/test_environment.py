@@ -162,3 +162,19 @@ def test_a_train_stage_depends_on_the_shared_model_files_and_its_own_method_file
     for profile in [ROOT / "params.yaml", *sorted((ROOT / "params").glob("*.yaml"))]:
         for run, spec in yaml.safe_load(profile.read_text())["runs"].items():
             assert spec["method"] in models.available(), f"{profile.name}: {run}"
+
+
+def test_the_resume_code_fingerprint_covers_the_train_stage_code_deps():
+    """avgn_lib.runs.TRAIN_CODE (hashed into a run's resume fingerprint) lists exactly the library
+    code files dvc.yaml's train stage depends on, so a code change that makes DVC re-run a stage
+    also stops it from resuming the old code's finished last.pt."""
+    from avgn_lib.runs import TRAIN_CODE, code_fingerprint
+
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["train"]["do"]["deps"]
+    code = {d for d in deps if d.startswith("avgn_lib/") and "${" not in d}
+    assert code == {f"avgn_lib/{p}" for p in TRAIN_CODE}
+    a, b = code_fingerprint("avgn"), code_fingerprint("ezvsl")
+    assert a == code_fingerprint("avgn") and a != b  # deterministic, and the method file counts
+    import pytest
+    with pytest.raises(FileNotFoundError, match="nope.py"):
+        code_fingerprint("nope")
