@@ -43,7 +43,7 @@ def test_shapes(variant):
     out = model(x)
     assert out["feat_v"].shape == (4, 16, 16) and out["tokens_a"].shape == (4, 4, 16)
     for m in ("a", "v"):
-        assert out[f"class_logits_{m}"].shape == (4, C, C)
+        assert out[f"class_logits_{m}"].shape == (4, C)
         assert out[f"presence_{m}"].shape == (4, C) and out[f"cond_{m}"].shape == (4, C, 16)
     assert out["weights_v"].shape == (4, C, 16) and out["weights_a"].shape == (4, C, 4)
     torch.testing.assert_close(out["weights_v"].sum(-1), torch.ones(4, C), atol=1e-4, rtol=0)
@@ -192,6 +192,24 @@ def test_loss_terms_are_defined_without_a_sounding_source_and_count_a_class_once
     once = model.loss(out, {"classes": torch.tensor([[1, -1], [2, -1]])})
     for k in TERMS:
         torch.testing.assert_close(twice[k], once[k])
+
+
+def test_class_ce_of_a_source_leaves_the_other_sources_of_its_mixture_out():
+    """Source k of a duet competes with the absent classes only (its partner is not a wrong
+    answer), and a silent sample has no source to classify."""
+    model = tiny()
+    scores = torch.tensor([[2.0, 1.0, 3.0], [0.5, 0.0, -1.0]])
+    zeros = torch.zeros(2, C)
+    out = {"class_logits_a": scores, "class_logits_v": scores, "presence_a_logits": zeros,
+           "presence_v_logits": zeros, "cond_a": torch.eye(C)[None].expand(2, -1, -1),
+           "cond_v": torch.eye(C)[None].expand(2, -1, -1)}
+    terms = model.loss(out, {"classes": torch.tensor([[0, 2], [1, -1]])})
+    ce = torch.nn.functional.cross_entropy
+    expected = torch.stack([ce(scores[0, [0, 1]], torch.tensor(0)),  # class 2 left out
+                            ce(scores[0, [1, 2]], torch.tensor(1)),  # class 0 left out
+                            ce(scores[1], torch.tensor(1))]).mean()
+    torch.testing.assert_close(terms["audio_cls"], expected)
+    torch.testing.assert_close(terms["image_cls"], expected)
 
 
 def test_bad_config_and_inputs_fail_with_a_clear_message():
