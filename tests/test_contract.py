@@ -16,7 +16,9 @@ C = 3
 TINY = {"avgn": {"width": 8, "dim": 16, "depth": 1, "heads": 2}, "ezvsl": {"width": 8, "dim": 16},
         "attention10k": {"width": 8, "dim": 16}, "ots": {"width": 8, "dim": 16},
         "lvs": {"width": 8, "dim": 16}, "mix_localize": {"width": 8, "dim": 16},
-        "dmc": {"width": 8, "dim": 16}, "slavc": {"width": 8, "dim": 16}}
+        "dmc": {"width": 8, "dim": 16}, "slavc": {"width": 8, "dim": 16},
+        # T-VSL embeds its class prompts at build time: it needs the C class names
+        "tvsl": {"width": 8, "dim": 16, "classes": ["cat", "dog", "cow"]}}
 
 
 def tiny_cfg(name: str) -> dict:

@@ -182,3 +182,28 @@ def test_single_seed_and_reference_rows_are_never_bold(frame, infos):
     cells = T.formatted(T.build_table(spec, f[f["method"] != "reference"], i, refs))
     assert cells.loc["AVGN [inst_avgn]", ("instruments_solo", "AP")] == "42.0 ± 1.0"
     assert not any("**" in str(c) for c in cells.to_numpy().ravel())
+
+
+def test_tvsl7_takes_the_avgn_groups_without_their_tables_list_and_the_paper_rows():
+    """The T-VSL Table 7 analogue joins the trained AVGN runs by group (their runs.<run> stays
+    as it is, so their DVC stages stay fresh) beside the runs that list it; AP and IoU@0.5 on
+    single-source sets, CAP and CIoU@0.3 on duets; the supplement's rows are its context."""
+    from avgn_lib.results import load_paper
+
+    spec = next(t for t in T.TABLES if t.name == "tvsl7")
+    rows = _rows("instruments_avgn", "avgn", "instruments_solo", {"AP": 0.5, "IoU@0.5": 0.6, "AUC": 0.4})
+    rows += _rows("instruments_avgn", "avgn", "instruments_duet", {"CAP": 0.3, "CIoU@0.3": 0.7, "PIAP": 0.1})
+    rows += _rows("instruments_tvsl", "tvsl", "instruments_solo", {"AP": 0.55, "IoU@0.5": 0.65})
+    rows += _rows("instruments_ezvsl", "ezvsl", "instruments_solo", {"AP": 0.45, "IoU@0.5": 0.5})
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    infos = {"instruments_avgn": {"label": "AVGN", "group": "instruments_avgn", "tables": ["table1"]},
+             "instruments_tvsl": {"label": "T-VSL (two-stage)", "group": "instruments_tvsl",
+                                  "tables": ["tvsl7"]},
+             "instruments_ezvsl": {"label": "EZ-VSL", "group": "instruments_ezvsl", "tables": ["table1"]}}
+    table = T.build_table(spec, frame, infos)
+    assert list(table.index) == ["AVGN [instruments_avgn]", "T-VSL (two-stage) [instruments_tvsl]"]
+    assert [c for c in table.columns if c[0]] == [("instruments_solo", "AP"), ("instruments_solo", "IoU@0.5"),
+                                                  ("instruments_duet", "CAP"), ("instruments_duet", "CIoU@0.3")]
+    paper = T.paper_table(spec, load_paper())
+    assert paper.loc["T-VSL two-stage (T-VSL Table 7)", ("VGGSound-Duet", "CIoU@0.3")] == 40.1
+    assert len(paper) == 3
