@@ -302,7 +302,8 @@ def test_ezvsl_matches_avgn_with_tokens_and_grouping_off():
 # Every registered method but AVGN is class-agnostic and built on DualEncoderMethod; the names
 # are the ones its error messages spell out (a new method adds its name here).
 METHOD_NAMES = {"ezvsl": "EZ-VSL", "lvs": "LVS", "ots": "OTS", "attention10k": "Attention10k",
-                "mix_localize": "Mix-and-Localize", "dmc": "DMC", "slavc": "SLAVC"}
+                "mix_localize": "Mix-and-Localize", "dmc": "DMC", "slavc": "SLAVC",
+                "coarse_to_fine": "CoarsetoFine", "dsol": "DSOL"}
 
 
 @pytest.mark.parametrize("name", [n for n in available() if n != "avgn"])
