@@ -102,14 +102,13 @@ def kmeans_step(centres: Tensor, counts: Tensor, x: Tensor) -> None:
     assigned so far (0: empty), ``x`` (n, C) unit norm. Empty centres are first seeded with the
     row farthest from the filled ones (k-means++ without the randomness)."""
     x = x.float()
-    for k in (counts == 0).nonzero().flatten().tolist():
-        filled = counts > 0
+    filled = counts > 0
+    for k in (~filled).nonzero().flatten().tolist():
         gap = 1 - (x @ centres[filled].t()).amax(1) if filled.any() else x.new_ones(len(x))
         if gap.max() <= 1e-6:  # every row already is a centre
             break
-        centres[k] = x[gap.argmax()]
-        counts[k] = 1e-6  # marks the seed as filled; it joins its members' mean below
-    sim = (x @ centres.t()).masked_fill(counts[None] == 0, float("-inf"))  # (n, K)
+        centres[k], filled[k] = x[gap.argmax()], True  # the seed joins its members' mean below
+    sim = (x @ centres.t()).masked_fill(~filled[None], float("-inf"))  # (n, K)
     members = F.one_hot(sim.argmax(1), len(counts)).float()  # (n, K)
     sums = counts[:, None] * centres + members.t() @ x  # (K, C)
     moved = members.sum(0) > 0

@@ -109,14 +109,13 @@ def kmeans_step(centres: Tensor, counts: Tensor, x: Tensor, assign: Tensor | Non
     without the randomness) and each row joins its nearest centre."""
     x = x.float()
     if assign is None:
-        for k in (counts == 0).nonzero().flatten().tolist():
-            filled = counts > 0
+        filled = counts > 0
+        for k in (~filled).nonzero().flatten().tolist():
             gap = 1 - (x @ centres[filled].t()).amax(1) if filled.any() else x.new_ones(len(x))
             if gap.max() <= 1e-6:  # every row already is a centre
                 break
-            centres[k] = x[gap.argmax()]
-            counts[k] = 1e-6  # marks the seed as filled; it joins its members' mean below
-        assign = (x @ centres.t()).masked_fill(counts[None] == 0, float("-inf")).argmax(1)
+            centres[k], filled[k] = x[gap.argmax()], True  # the seed joins its members' mean
+        assign = (x @ centres.t()).masked_fill(~filled[None], float("-inf")).argmax(1)
     members = F.one_hot(assign, len(counts)).float()  # (n, K)
     sums = counts[:, None] * centres + members.t() @ x  # (K, C)
     moved = members.sum(0) > 0
@@ -204,6 +203,12 @@ class DSOL(DualEncoderMethod):
     def _features(self, image: Tensor, spec: Tensor, trunk_feat: Tensor | None, train_step: bool
                   ) -> tuple[dict[str, Tensor], tuple[int, int]]:
         check_image_spec(self.name, image, spec)
+        if train_step and self.stage == 2 and not bool(self.teacher_synced):
+            # first, before this step's forward moves the BatchNorm statistics of the audio
+            with torch.no_grad():
+                for key in ("audio", "cls_a"):
+                    self.teacher[key].load_state_dict(getattr(self, key).state_dict())
+                self.teacher_synced.fill_(True)
         if trunk_feat is not None and self.visual.trunk_parameters():
             raise ValueError(f"{self.name}: trunk_feat given, but the visual trunk is trainable: "
                              "precomputed features would freeze it silently")
@@ -220,11 +225,6 @@ class DSOL(DualEncoderMethod):
                    "object_feat": object_features(trunk, area.detach(), self.cfg.mask_threshold)}
             if self.stage == 2:
                 self._check_dictionary()
-                if train_step and not bool(self.teacher_synced):
-                    with torch.no_grad():
-                        for key in ("audio", "cls_a"):
-                            self.teacher[key].load_state_dict(getattr(self, key).state_dict())
-                        self.teacher_synced.fill_(True)
                 out["teacher_logits"] = self._teacher_logits(spec).float()
                 t = F.normalize(trunk.float().flatten(2).transpose(1, 2), dim=-1)  # (B, P, C')
                 obj = self.obj_scale * (t @ self.centres.t()).transpose(1, 2) + self.obj_bias
