@@ -13,9 +13,12 @@ from avgn_lib.models.lvs import lvs_contrastive, region_mean, trimap
 from avgn_lib.models.ots import correspondence_bce
 
 C = 3
-METHODS = ["attention10k", "ots", "lvs", "mix_localize", "dmc", "slavc"]  # generic tests: all six
-# SLAVC's 0.9 image dropout makes a 20-step loss curve noise; its objective is what is tested
-OVERFIT = {"slavc": {"dropout_img": 0.0}}
+METHODS = ["attention10k", "ots", "lvs", "mix_localize", "dmc", "slavc",  # generic tests: all
+           "coarse_to_fine", "dsol"]  # (the two-stage ones in stage 1 here; stage 2: test_two_stage_baselines)
+# SLAVC's 0.9 image dropout makes a 20-step loss curve noise; its objective is what is tested.
+# CoarsetoFine's k-means targets of a random tiny trunk's nearly parallel pooled features are
+# almost uniform at the default temperature (a BCE floor of H(1/K)); a sharp one makes them fit.
+OVERFIT = {"slavc": {"dropout_img": 0.0}, "coarse_to_fine": {"label_temp": 1e-3}}
 SINGLE_MAP = ["attention10k", "ots", "lvs"]  # one map per sample (the others: test_baselines_multi)
 TINY = {"width": 8, "dim": 16}
 
@@ -103,8 +106,9 @@ def test_silent_samples_are_neither_anchors_nor_negatives(name):
     swapped = {**batch, "image": batch["image"].clone(), "spec": batch["spec"].clone()}
     swapped["image"][2], swapped["spec"][2] = other["image"][2], other["spec"][2]
     assert torch.allclose(total(model, swapped), base, atol=1e-6)
-    # ...whereas a sounding sample's image does count.
-    swapped["image"][3] = other["image"][3]
+    # ...whereas a sounding sample's image does count (a single-source one: DSOL's stage 1
+    # trains on single-source samples only).
+    swapped["image"][4] = other["image"][4]
     assert not torch.allclose(total(model, swapped), base, atol=1e-6)
 
 
@@ -159,6 +163,13 @@ def test_bad_inputs_raise_with_shapes(name):
     ("dmc", {"assign_temp": -1.0}, "assign_temp"),
     ("slavc", {"dropout_img": 1.0}, "dropout_img"),
     ("slavc", {"momentum_aud": 1.5}, "momentum_aud"),
+    ("coarse_to_fine", {"pseudo_labels": "tags"}, "pseudo_labels"),
+    ("coarse_to_fine", {"stage1_steps": 0}, "stage1_steps"),
+    ("coarse_to_fine", {"active_threshold": 1.0}, "active_threshold"),
+    ("coarse_to_fine", {"pseudo_labels": "labels", "num_clusters": 5}, "num_clusters"),
+    ("dsol", {"cluster_start": 1000, "stage1_steps": 1000}, "cluster_start"),
+    ("dsol", {"mask_threshold": 0.0}, "mask_threshold"),
+    ("dsol", {"pseudo_labels": "labels", "num_clusters": 5}, "num_clusters"),
 ])
 def test_config_checks(name, bad, match):
     with pytest.raises(ValueError, match=match):

@@ -18,7 +18,12 @@ TINY = {"avgn": {"width": 8, "dim": 16, "depth": 1, "heads": 2}, "ezvsl": {"widt
         "lvs": {"width": 8, "dim": 16}, "mix_localize": {"width": 8, "dim": 16},
         "dmc": {"width": 8, "dim": 16}, "slavc": {"width": 8, "dim": 16},
         # T-VSL embeds its class prompts at build time: it needs the C class names
-        "tvsl": {"width": 8, "dim": 16, "classes": ["cat", "dog", "cow"]}}
+        "tvsl": {"width": 8, "dim": 16, "classes": ["cat", "dog", "cow"]},
+        # stage 2 from the second of the two steps: fit crosses the switch, the checkpoint holds it
+        "coarse_to_fine": {"width": 8, "dim": 16, "stage1_steps": 1},
+        # (stays in stage 1: the toy set has no single-source sample to form a dictionary from;
+        # tests/test_two_stage_baselines.py fits DSOL across its switch)
+        "dsol": {"width": 8, "dim": 16}}
 
 
 def tiny_cfg(name: str) -> dict:

@@ -304,7 +304,8 @@ def test_ezvsl_matches_avgn_with_tokens_and_grouping_off():
 # out (a new method adds its name here).
 CLASS_AWARE = ("avgn", "tvsl")
 METHOD_NAMES = {"ezvsl": "EZ-VSL", "lvs": "LVS", "ots": "OTS", "attention10k": "Attention10k",
-                "mix_localize": "Mix-and-Localize", "dmc": "DMC", "slavc": "SLAVC"}
+                "mix_localize": "Mix-and-Localize", "dmc": "DMC", "slavc": "SLAVC",
+                "coarse_to_fine": "CoarsetoFine", "dsol": "DSOL"}
 
 
 @pytest.mark.parametrize("name", [n for n in available() if n not in CLASS_AWARE])
