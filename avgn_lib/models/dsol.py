@@ -21,13 +21,19 @@ clustered into K categories, and both modalities learn to name the cluster:
 The code re-runs k-means over the whole set after each epoch (re-initializing the classifiers,
 as cluster ids permute); here the clustering is online spherical k-means (mini-batch, Sculley
 2010) in buffers, whose ids stay stable, so the classifiers are trained jointly with ``loc``.
-The centres, frozen at the end of stage 1, are the object dictionary d_k (K, C').
+The centres, frozen at the end of stage 1, are the object dictionary d_k (K, C'). (Measured on
+480 instruments_solo train images, EfficientNet-Lite0 at 168 px: k-means of the trunk features
+inside the *true* object masks has NMI 0.55 with the classes, of whole-image features 0.16, so
+the clustering is as good as the stage-1 map's sounding area.)
 
 Stage 2 (every sounding sample, ``training_stage_two.py``): the stage-1 audio classifier is frozen
 as a teacher (copied at the first stage-2 step), and the category distribution of the sounding
 objects in the image must match the teacher's distribution of the audio:
 
-    o_k(p) = w_o cos(t_p, d_k) + b_o                 class-specific object maps (learned w_o, b_o)
+    o_k(p) = w_o cos(t_p, d_k) + b_o                 class-specific object maps (learned w_o, b_o;
+                                                     the code's affine map acts on raw inner
+                                                     products, a cosine needs the scale
+                                                     ``obj_init_scale``: this module's choice)
     s_k    = mean_p o_k(p) m_i(p)                    the sounding objects' category evidence (B, K)
     distribution = KL(softmax(teacher(f^a)) || softmax(s))    per sample, batch mean ("distribution")
 
