@@ -462,7 +462,7 @@ def test_real_test_depictions_are_not_recolours_of_training_ones(real_inventory)
 
 
 def test_swap_partners_never_share_a_sounding_class():
-    from avgn_lib.data.datasets import swap_partners
+    from avgn_lib.data.datasets import overlapping_partners, swap_partners
     classes = np.array([[0, -1], [0, -1], [1, -1], [0, 1], [2, -1], [-1, -1]])
     p = swap_partners(classes, offset=3)
     assert p.tolist() == swap_partners(classes, offset=3).tolist()  # deterministic
@@ -473,8 +473,14 @@ def test_swap_partners_never_share_a_sounding_class():
     assert p[0] == 4
     # a silent sample gets any sounding partner; nobody gets the silent one
     assert 5 not in p.tolist() and p[5] == 2
-    with pytest.raises(ValueError, match="no partner"):
-        swap_partners(np.array([[3], [3], [3]]), offset=1)
+    assert overlapping_partners(classes, p) == 0
+    # no disjoint partner: the one sharing the fewest classes, first in order from the offset
+    trio = np.array([[0, 1, 2], [0, 1, 3], [2, 3, 4], [0, 1, 2]])
+    q = swap_partners(trio, offset=1)
+    assert q[0] == 2 and q[3] == 2 and overlapping_partners(trio, q) == 4  # 2 shares one class
+    assert all(j != i for i, j in enumerate(q))
+    with pytest.raises(ValueError, match="no other sounding sample"):
+        swap_partners(np.array([[3], [-1]]), offset=1)
 
 
 def test_swap_audio_on_a_built_split_takes_the_partners_spectrogram(built):

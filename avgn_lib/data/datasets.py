@@ -122,8 +122,8 @@ class SwapAudio(Dataset):
     else (image, classes, masks) stays i's own. This is the audio-swapped evaluation: how much a
     method's maps depend on what it hears. A partner of the same class is skipped because a
     recording of the same class *should* give the same map, so it would measure nothing (with a
-    plain offset, 10 % of instruments_solo test pairs were same-class). Deterministic; a split
-    where some sample has no possible partner is an error, not a silent self-pairing.
+    plain offset, 10 % of instruments_solo test pairs were same-class). Deterministic; where no
+    such partner exists, the one sharing the fewest classes (``swap_partners``); never i itself.
     """
 
     def __init__(self, dataset: Dataset, offset: int | None = None):
@@ -154,21 +154,39 @@ def _sounding_classes(dataset: Dataset) -> np.ndarray:
 
 
 def swap_partners(classes: np.ndarray, offset: int) -> np.ndarray:
-    """(N,) partner index per sample for ``SwapAudio`` (see there) from (N, S) class ids."""
+    """(N,) partner index per sample for ``SwapAudio`` (see there) from (N, S) class ids.
+
+    When no sounding sample shares none of i's classes (a 3-source mixture in a small vocabulary
+    or a tiny split), the first one sharing the fewest is taken: a defined partner, never i itself
+    and never a silent one. ``overlapping_partners`` counts such samples. A split with no other
+    sounding sample at all is an error."""
     classes = np.asarray(classes).reshape(len(classes), -1)
     n = len(classes)
     sets = [frozenset(int(c) for c in row if c >= 0) for row in classes]
     out = np.empty(n, dtype=np.int64)
     for i in range(n):
+        best, best_shared = -1, None
         for k in range(n):
             j = (i + offset + k) % n
-            if j != i and sets[j] and not sets[j] & sets[i]:
-                out[i] = j
+            if j == i or not sets[j]:
+                continue
+            shared = len(sets[j] & sets[i])
+            if best_shared is None or shared < best_shared:
+                best, best_shared = j, shared
+            if shared == 0:
                 break
-        else:
-            raise ValueError(f"SwapAudio: sample {i} (classes {sorted(sets[i])}) has no partner "
-                             f"that sounds and shares none of its classes (N={n})")
+        if best < 0:
+            raise ValueError(f"SwapAudio: sample {i} has no other sounding sample to take audio "
+                             f"from (N={n})")
+        out[i] = best
     return out
+
+
+def overlapping_partners(classes: np.ndarray, partners: np.ndarray) -> int:
+    """How many samples share a sounding class with their ``swap_partners`` partner."""
+    classes = np.asarray(classes).reshape(len(classes), -1)
+    return sum(bool(set(classes[i][classes[i] >= 0]) & set(classes[j][classes[j] >= 0]))
+               for i, j in enumerate(partners))
 
 
 def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
