@@ -39,7 +39,9 @@ def _keys(tree, prefix=""):
         out = set()
         for k, v in tree.items():
             # `runs` tables list different experiments per profile; their entries share a schema.
-            if k == "runs" and isinstance(v, dict):
+            if k == "by_dataset":  # which test sets a report section covers differs per profile
+                out.add(f"{prefix}{k}")
+            elif k == "runs" and isinstance(v, dict):
                 out.add(f"{prefix}{k}")
                 for run in v.values():
                     out |= {f"{prefix}{k}.*.{x}" for x in _keys(run)}
@@ -73,6 +75,30 @@ def test_smoke_and_paper_profiles_train_every_registered_method():
     for name in ("smoke.yaml", "paper.yaml"):
         params = yaml.safe_load((ROOT / "params" / name).read_text())
         assert {r["method"] for r in params["runs"].values()} == set(available()), name
+
+
+def _notebook_parameters(name: str) -> dict:
+    import ast
+    import json
+
+    cells = json.loads((ROOT / "notebooks" / name).read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {t.id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+            for t in n.targets}
+
+
+def test_the_report_notebooks_defaults_name_only_the_run_the_train_notebooks_defaults_train():
+    """nbval runs each notebook with its defaults on a fresh tmp/nbval (CI's clean clone): the
+    report there sees only the run 02_train's default trains, so every run its default profile's
+    per-run sections load must be that run (a leftover local tmp/nbval once hid this)."""
+    train, report = _notebook_parameters("02_train.ipynb"), _notebook_parameters("03_report.ipynb")
+    assert train["params_file"] == report["params_file"] and train["root"] == report["root"]
+    section = yaml.safe_load((ROOT / train["params_file"]).read_text())["report"]
+    named = set(section["breakdown"]["runs"]) | set(section["qualitative"]["runs"])
+    for runs in section["swap_breakdown"]["by_dataset"].values():
+        named |= set(runs)
+    assert named == {train["run"]}
 
 
 def test_every_stage_runs_its_notebook_with_papermill_into_results():
