@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from avgn_lib.config import from_dict, load_params
+from avgn_lib.data.datasets import SpecAugment
 from avgn_lib.engine import TrainConfig
 from avgn_lib.models.registry import default_config, model_config
 
@@ -60,6 +61,7 @@ class TrainSection:
     checkpoint_dir: str = "checkpoints/train"
     threads: int = 2
     hflip: bool = True
+    spec_augment: dict[str, Any] = field(default_factory=dict)  # data.datasets.SpecAugment fields
     cache_trunk: bool = True  # a frozen pretrained trunk runs once per image (data/features.py)
     feature_cache_dir: str = "cache/features"  # shared by runs with the same trunk and data
     engine: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +95,8 @@ class RunSpec:
         return {"run": self.name, "method": self.method, "label": self.label,
                 "group": self.group, "seed": self.seed, "data": dataclasses.asdict(self.data),
                 "model": self.model, "engine": dataclasses.asdict(self.engine),
+                "augment": {"hflip": self.train.hflip,
+                            "spec_augment": dataclasses.asdict(SpecAugment(**self.train.spec_augment))},
                 "tables": list(self.tables)}
 
 
@@ -103,6 +107,10 @@ def resolve_run(name: str, params: dict[str, Any]) -> RunSpec:
         raise ValueError(f"params: no run {name!r}; runs are {sorted(runs)}")
     entry = from_dict(RunEntry, runs[name], where=f"runs.{name}")
     train = from_dict(TrainSection, params.get("train"), where="train")
+    try:
+        SpecAugment(**train.spec_augment)
+    except TypeError as exc:
+        raise ValueError(f"params: train.spec_augment: {exc}") from None
     methods = params.get("methods") or {}
     if entry.method not in methods:
         raise ValueError(f"runs.{name}: method {entry.method!r} has no params section "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
@@ -33,12 +34,12 @@ from avgn_lib.seeding import seed_everything
 
 def parse_overrides(items: list[str]) -> dict[str, dict]:
     """``model.key=value`` / ``engine.key=value`` (YAML values) -> {"model": {...}, "engine": {...}}."""
-    out: dict[str, dict] = {"model": {}, "engine": {}}
+    out: dict[str, dict] = {"model": {}, "engine": {}, "train": {}}
     for item in items:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
         if not sep or not dot or section not in out:
-            raise SystemExit(f"--set {item!r}: expected model.<key>=<value> or engine.<key>=<value>")
+            raise SystemExit(f"--set {item!r}: expected model.<key>=<value>, engine.<key>=<value> or train.spec_augment=<yaml>")
         out[section][name] = yaml.safe_load(value)
     return out
 
@@ -65,11 +66,13 @@ def main() -> None:
     seed_everything(spec.seed)
     model = build_model(spec.method, len(val.class_names), {**spec.model, **over["model"]})
     t0 = time.time()
-    train = concat_scenes([SceneDataset(data_dir / n, "train", hflip=spec.train.hflip)
-                           for n in spec.data.train])
+    aug = over["train"].get("spec_augment", spec.train.spec_augment)
+    train = concat_scenes([SceneDataset(data_dir / n, "train", hflip=spec.train.hflip,
+                                        spec_augment=aug) for n in spec.data.train])
     if spec.train.cache_trunk and model.visual.trunk_is_pretrained and not model.visual.trunk_parameters():
         train = cache_trunk_features(
-            concat_scenes([SceneDataset(data_dir / n, "train") for n in spec.data.train]),
+            concat_scenes([SceneDataset(data_dir / n, "train", spec_augment=aug)
+                           for n in spec.data.train]),
             model.visual.trunk, hflip=spec.train.hflip, batch_size=cfg.batch_size,
             channels_last=cfg.channels_last, cache_dir=spec.train.feature_cache_dir)
         val = cache_trunk_features(val, model.visual.trunk, hflip=False, batch_size=cfg.batch_size,
@@ -86,7 +89,7 @@ def main() -> None:
         return out
 
     tag = "_".join(f"{k}-{v}" for d in over.values() for k, v in d.items()) or "base"
-    tag += f"_seed{spec.seed}"
+    tag = re.sub(r"[^A-Za-z0-9_.=-]+", "", tag) + f"_seed{spec.seed}"
     out_dir = Path(args.out) / f"{args.run}_{cfg.epochs}ep_{tag}"
     history = fit(model, train, val, cfg, out_dir, evaluate_fn=val_metrics, resume=False)
     keys = ("epoch", "train_loss", "val_loc", "val_AP", "val_swapAP", "val_IoU@0.5", "val_AUC",

@@ -3,6 +3,7 @@ SceneDataset batch contract."""
 import csv
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -304,6 +305,64 @@ def test_hflip_mirrors_image_and_masks_together(built):
             assert torch.equal(item["masks"], plain["masks"].flip(-1))
             assert torch.equal(item["image"], plain["image"].flip(-1))
     assert flipped_any
+
+
+def test_spec_augment_gain_shift_and_masks_do_what_they_say():
+    from avgn_lib.data.datasets import SpecAugment
+
+    spec = torch.arange(8 * 20, dtype=torch.float32).reshape(1, 8, 20)
+    assert not SpecAugment().active
+    torch.manual_seed(0)
+    gained = SpecAugment(gain_db=10)(spec)
+    offset = gained - spec
+    assert torch.allclose(offset, offset.flatten()[0].expand_as(offset), atol=1e-4)  # one offset
+    assert 0 < offset.abs().max() <= math.log(10.0) + 1e-6               # at most 10 dB, log units
+    shifted = SpecAugment(time_shift=0.5)(spec)
+    assert any(torch.equal(shifted, spec.roll(k, -1)) for k in range(-10, 11))
+    for seed in range(5):
+        torch.manual_seed(seed)
+        masked = SpecAugment(time_masks=2, time_width=3)(spec)
+        changed = (masked != spec).any(dim=1).flatten()                  # frames touched
+        assert changed.sum() <= 6 and torch.all(masked[..., changed] == spec.mean())
+        torch.manual_seed(seed)
+        masked = SpecAugment(freq_masks=1, freq_width=2)(spec)
+        rows = (masked != spec).any(dim=2).flatten()
+        assert rows.sum() <= 2 and torch.all(masked[:, rows] == spec.mean())
+    with pytest.raises(ValueError, match="gain_db"):
+        SpecAugment(gain_db=-1)
+    with pytest.raises(ValueError, match="time_shift"):
+        SpecAugment(time_shift=2)
+
+
+def test_spec_augment_applies_to_train_spectrograms_only_when_asked_and_is_seeded(built):
+    from avgn_lib.data.datasets import SceneDataset
+
+    _, out, _ = built
+    root = out / "everyday_single"
+    plain = SceneDataset(root, "train")[0]["spec"]
+    aug = dict(gain_db=6, time_shift=0.5, freq_masks=2, freq_width=4, time_masks=2, time_width=4)
+    ds = SceneDataset(root, "train", spec_augment=aug)
+    torch.manual_seed(3)
+    first = [ds[0]["spec"] for _ in range(3)]
+    torch.manual_seed(3)
+    again = [ds[0]["spec"] for _ in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))         # the engine's seed covers it
+    assert not any(torch.equal(a, plain) for a in first)
+    assert not torch.equal(first[0], first[1])                          # a new draw per visit
+    assert torch.equal(SceneDataset(root, "train", spec_augment={k: 0 for k in aug})[0]["spec"], plain)
+
+
+def test_spec_augment_unknown_key_in_params_is_an_error_naming_the_section(tmp_path):
+    import yaml
+
+    from avgn_lib.runs import load_run
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params" / "smoke.yaml").read_text())
+    params["train"]["spec_augment"] = {"gain": 3}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ValueError, match="train.spec_augment"):
+        load_run(next(iter(params["runs"])), path)
 
 
 def test_build_config_from_params_section_and_spec_preset():

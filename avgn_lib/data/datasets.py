@@ -6,6 +6,8 @@ so memory stays flat and nothing is decoded at load time.
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,55 @@ from avgn_lib.data.image import to_tensor
 _ARRAYS = ("images", "masks", "boxes", "classes", "has_source", "specs")
 
 
+@dataclass(frozen=True)
+class SpecAugment:
+    """Train-time spectrogram augmentation (all zero: off). On the natural-log spectrogram before
+    normalization: a random gain in [-``gain_db``, ``gain_db``] dB (an additive log offset), a
+    circular time shift of up to ``time_shift`` of the frames, then ``freq_masks`` bands of up
+    to ``freq_width`` bins and ``time_masks`` spans of up to ``time_width`` frames set to the
+    spectrogram's mean (SpecAugment, Park et al. 2019). Drawn from ``torch``'s generator, so the
+    engine's seeding covers it. The built audio of a scene is fixed, and the audio encoder learned
+    it by heart without this (README: the recipe table)."""
+
+    gain_db: float = 0.0
+    time_shift: float = 0.0
+    freq_masks: int = 0
+    freq_width: int = 0
+    time_masks: int = 0
+    time_width: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("gain_db", "time_shift", "freq_masks", "freq_width", "time_masks", "time_width"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SpecAugment.{name} must be >= 0, got {getattr(self, name)}")
+        if self.time_shift > 1:
+            raise ValueError(f"SpecAugment.time_shift is a fraction of the frames, got {self.time_shift}")
+
+    @property
+    def active(self) -> bool:
+        return any((self.gain_db, self.time_shift, self.freq_masks * self.freq_width,
+                    self.time_masks * self.time_width))
+
+    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
+        """(1, F, T) log spectrogram -> augmented copy."""
+        spec = spec.clone()
+        _, f, t = spec.shape
+        if self.gain_db:
+            spec += (torch.rand(()) * 2 - 1) * self.gain_db * math.log(10.0) / 10.0
+        if self.time_shift:
+            shift = int(torch.randint(-int(self.time_shift * t), int(self.time_shift * t) + 1, ()))
+            spec = spec.roll(shift, dims=-1)
+        fill = spec.mean()
+        for n, width, size, dim in ((self.freq_masks, self.freq_width, f, 1),
+                                    (self.time_masks, self.time_width, t, 2)):
+            for _ in range(n):
+                w = int(torch.randint(0, min(width, size) + 1, ()))
+                if w:
+                    start = int(torch.randint(0, size - w + 1, ()))
+                    spec.narrow(dim, start, w).fill_(fill)
+        return spec
+
+
 class SceneDataset(Dataset):
     """One built split. ``root`` is ``data/built/<dataset>`` (or the split folder itself).
 
@@ -26,11 +77,13 @@ class SceneDataset(Dataset):
     ``box_masks`` uint8 (S, H, W) (each source's box filled, what MUSIC/VGG-SS annotate),
     ``has_source`` bool (), ``index`` int64 (). ``hflip`` (train-time augmentation, off by
     default) mirrors image and masks together with probability 0.5, drawn from ``torch``'s
-    generator so the engine's seeding covers it.
+    generator so the engine's seeding covers it. ``spec_augment`` (train-time, off by default): a
+    :class:`SpecAugment` or its fields as a dict, applied to each spectrogram.
     """
 
     def __init__(self, root: str | Path, split: str | None = None, *, hflip: bool = False,
-                 spec_mean: float = 0.0, spec_std: float = 12.0):
+                 spec_mean: float = 0.0, spec_std: float = 12.0,
+                 spec_augment: SpecAugment | dict | None = None):
         root = Path(root)
         self.dir = root / split if split is not None else root
         meta_path = self.dir / "meta.json"
@@ -46,6 +99,9 @@ class SceneDataset(Dataset):
         self.class_names: list[str] = list(self.meta["classes"])
         self.num_classes = len(self.class_names)
         self.hflip = hflip
+        if isinstance(spec_augment, dict):
+            spec_augment = SpecAugment(**spec_augment)
+        self.spec_augment = spec_augment if spec_augment is not None and spec_augment.active else None
         self.spec_mean, self.spec_std = spec_mean, spec_std
         self._arrays: dict[str, np.ndarray] | None = None
         self._len = int(np.load(self.dir / "has_source.npy", mmap_mode="r").shape[0])
@@ -74,6 +130,8 @@ class SceneDataset(Dataset):
         if self.hflip and torch.rand(()) < 0.5:
             image, masks, box_masks = image.flip(-1), masks.flip(-1), box_masks.flip(-1)
         spec = torch.from_numpy(np.array(a["specs"][index], dtype=np.float32))[None]  # (1, F, T)
+        if self.spec_augment is not None:
+            spec = self.spec_augment(spec)
         classes = torch.from_numpy(np.array(a["classes"][index], dtype=np.int64))  # (S,)
         labels = torch.zeros(self.num_classes, dtype=torch.float32)
         labels[classes[classes >= 0]] = 1.0

@@ -63,7 +63,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avgn_lib.models.common import DualEncoderMethod, check_image_spec, slot_mask, slot_output, sounding
+from avgn_lib.models.common import (DualEncoderMethod, balanced_bce, check_image_spec, kmeans_step, slot_mask,
+                                    slot_output, sounding)
 from avgn_lib.models.encoders import EncoderConfig
 from avgn_lib.models.registry import register
 from avgn_lib.models.trunks import batchnorm_eval_, freeze_
@@ -96,26 +97,6 @@ class CoarseToFineConfig(EncoderConfig):
 
 
 @torch.no_grad()
-def kmeans_step(centres: Tensor, counts: Tensor, x: Tensor) -> None:
-    """One mini-batch spherical k-means step, in place (Sculley 2010: each centre is the running
-    mean of every row ever assigned to it). ``centres`` (K, C) unit norm, ``counts`` (K,) rows
-    assigned so far (0: empty), ``x`` (n, C) unit norm. Empty centres are first seeded with the
-    row farthest from the filled ones (k-means++ without the randomness)."""
-    x = x.float()
-    filled = counts > 0
-    for k in (~filled).nonzero().flatten().tolist():
-        gap = 1 - (x @ centres[filled].t()).amax(1) if filled.any() else x.new_ones(len(x))
-        if gap.max() <= 1e-6:  # every row already is a centre
-            break
-        centres[k], filled[k] = x[gap.argmax()], True  # the seed joins its members' mean below
-    sim = (x @ centres.t()).masked_fill(~filled[None], float("-inf"))  # (n, K)
-    members = F.one_hot(sim.argmax(1), len(counts)).float()  # (n, K)
-    sums = counts[:, None] * centres + members.t() @ x  # (K, C)
-    moved = members.sum(0) > 0
-    centres[moved] = F.normalize(sums[moved], dim=-1)
-    counts += members.sum(0)
-
-
 def cam_pool(feat: Tensor, cam: Tensor) -> Tensor:
     """(B, K, D): sum_p cam[b, p, k] feat[b, p] / sum_p cam[b, p, k] of ``feat`` (B, P, D) and a
     non-negative ``cam`` (B, P, K); 0 for a class whose activation is 0 everywhere."""
@@ -134,16 +115,6 @@ def alignment(za: Tensor, zv: Tensor, active_a: Tensor, active_v: Tensor, margin
     zero = dist.sum() * 0.0
     push = F.relu(margin - dist.clamp(min=1e-12).sqrt()) ** 2
     return (dist[pos].mean() if pos.any() else zero) + (push[neg].mean() if neg.any() else zero)
-
-
-def balanced_bce(logits: Tensor, valid: Tensor) -> Tensor:
-    """1/2 (mean BCE of the valid diagonal pairs vs 1 + mean BCE of the valid off-diagonal
-    pairs vs 0) of ``logits`` (B, B); each mean a connected zero without pairs."""
-    eye = torch.eye(len(valid), dtype=torch.bool, device=logits.device)
-    bce = F.binary_cross_entropy_with_logits(logits.float(), eye.float(), reduction="none")
-    pos, neg = eye & valid[:, None], ~eye & valid[:, None] & valid[None]
-    zero = logits.sum() * 0.0
-    return ((bce[pos].mean() if pos.any() else zero) + (bce[neg].mean() if neg.any() else zero)) / 2
 
 
 class CoarseToFine(DualEncoderMethod):

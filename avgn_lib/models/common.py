@@ -123,3 +123,35 @@ class DualEncoderMethod(nn.Module):
         """``feat_v`` (B, P, D) and ``feat_a`` (B, D), both unit norm."""
         fv, fa, _ = self._encode(batch["image"], batch["spec"], batch.get("trunk_feat"))
         return {"feat_v": fv, "feat_a": fa}
+
+
+def kmeans_step(centres: Tensor, counts: Tensor, x: Tensor, assign: Tensor | None = None) -> None:
+    """One mini-batch spherical k-means step (CoarsetoFine, DSOL), in place: each centre is the normalized running
+    mean of every row ever assigned to it. ``centres`` (K, C) unit norm, ``counts`` (K,) (0:
+    empty), ``x`` (n, C) unit norm. ``assign`` (n,) given: class means (``labels``); otherwise
+    empty centres are first seeded with the row farthest from the filled ones (k-means++
+    without the randomness) and each row joins its nearest centre."""
+    x = x.float()
+    if assign is None:
+        filled = counts > 0
+        for k in (~filled).nonzero().flatten().tolist():
+            gap = 1 - (x @ centres[filled].t()).amax(1) if filled.any() else x.new_ones(len(x))
+            if gap.max() <= 1e-6:  # every row already is a centre
+                break
+            centres[k], filled[k] = x[gap.argmax()], True  # the seed joins its members' mean
+        assign = (x @ centres.t()).masked_fill(~filled[None], float("-inf")).argmax(1)
+    members = F.one_hot(assign, len(counts)).float()  # (n, K)
+    sums = counts[:, None] * centres + members.t() @ x  # (K, C)
+    moved = members.sum(0) > 0
+    centres[moved] = F.normalize(sums[moved], dim=-1)
+    counts += members.sum(0)
+
+
+def balanced_bce(logits: Tensor, valid: Tensor) -> Tensor:
+    """Audio-visual correspondence loss (CoarsetoFine, DSOL): 1/2 (mean BCE of the valid diagonal pairs vs 1 + mean BCE of the valid off-diagonal
+    pairs vs 0) of ``logits`` (B, B); each mean a connected zero without pairs."""
+    eye = torch.eye(len(valid), dtype=torch.bool, device=logits.device)
+    bce = F.binary_cross_entropy_with_logits(logits.float(), eye.float(), reduction="none")
+    pos, neg = eye & valid[:, None], ~eye & valid[:, None] & valid[None]
+    zero = logits.sum() * 0.0
+    return ((bce[pos].mean() if pos.any() else zero) + (bce[neg].mean() if neg.any() else zero)) / 2

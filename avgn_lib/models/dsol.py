@@ -70,7 +70,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from avgn_lib.models.common import DualEncoderMethod, check_image_spec, slot_mask, slot_output, sounding
+from avgn_lib.models.common import (DualEncoderMethod, balanced_bce, check_image_spec, kmeans_step, slot_mask,
+                                    slot_output, sounding)
 from avgn_lib.models.encoders import EncoderConfig
 from avgn_lib.models.registry import register
 from avgn_lib.models.trunks import batchnorm_eval_, freeze_
@@ -107,28 +108,6 @@ class DSOLConfig(EncoderConfig):
 
 
 @torch.no_grad()
-def kmeans_step(centres: Tensor, counts: Tensor, x: Tensor, assign: Tensor | None = None) -> None:
-    """One mini-batch spherical k-means step, in place: each centre is the normalized running
-    mean of every row ever assigned to it. ``centres`` (K, C) unit norm, ``counts`` (K,) (0:
-    empty), ``x`` (n, C) unit norm. ``assign`` (n,) given: class means (``labels``); otherwise
-    empty centres are first seeded with the row farthest from the filled ones (k-means++
-    without the randomness) and each row joins its nearest centre."""
-    x = x.float()
-    if assign is None:
-        filled = counts > 0
-        for k in (~filled).nonzero().flatten().tolist():
-            gap = 1 - (x @ centres[filled].t()).amax(1) if filled.any() else x.new_ones(len(x))
-            if gap.max() <= 1e-6:  # every row already is a centre
-                break
-            centres[k], filled[k] = x[gap.argmax()], True  # the seed joins its members' mean
-        assign = (x @ centres.t()).masked_fill(~filled[None], float("-inf")).argmax(1)
-    members = F.one_hot(assign, len(counts)).float()  # (n, K)
-    sums = counts[:, None] * centres + members.t() @ x  # (K, C)
-    moved = members.sum(0) > 0
-    centres[moved] = F.normalize(sums[moved], dim=-1)
-    counts += members.sum(0)
-
-
 def object_features(trunk: Tensor, area: Tensor, threshold: float) -> Tensor:
     """(B, C'): mean of ``trunk`` (B, C', h, w) over the locations where ``area`` (B, P) exceeds
     ``threshold``; the whole image's mean where no location does."""
@@ -145,16 +124,6 @@ def distribution_match(evidence: Tensor, teacher: Tensor, valid: Tensor) -> Tens
     target = torch.log_softmax(teacher[valid].float(), dim=-1)
     return F.kl_div(torch.log_softmax(evidence[valid].float(), dim=-1), target,
                     reduction="batchmean", log_target=True)
-
-
-def balanced_bce(logits: Tensor, valid: Tensor) -> Tensor:
-    """1/2 (mean BCE of the valid diagonal pairs vs 1 + mean BCE of the valid off-diagonal
-    pairs vs 0) of ``logits`` (B, B); each mean a connected zero without pairs."""
-    eye = torch.eye(len(valid), dtype=torch.bool, device=logits.device)
-    bce = F.binary_cross_entropy_with_logits(logits.float(), eye.float(), reduction="none")
-    pos, neg = eye & valid[:, None], ~eye & valid[:, None] & valid[None]
-    zero = logits.sum() * 0.0
-    return ((bce[pos].mean() if pos.any() else zero) + (bce[neg].mean() if neg.any() else zero)) / 2
 
 
 class DSOL(DualEncoderMethod):
