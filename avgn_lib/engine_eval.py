@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from avgn_lib.device import autocast, pick_device, to_device
 from avgn_lib.evaluation import evaluate_multi, evaluate_single, map_confidence
+from avgn_lib.metrics import presence_scores
 
 Prediction = list[tuple[int, np.ndarray, float]]  # per sample: (class, map (H, W), confidence)
 
@@ -121,6 +122,36 @@ def predict(model: nn.Module, data: DataLoader | Dataset, mode: str = "oracle",
         gt["has_source"].append(batch["has_source"].bool().numpy())
         gt["index"].append(batch["index"].long().numpy())
     return preds, {k: np.concatenate(v) for k, v in gt.items()}
+
+
+@torch.no_grad()
+def evaluate_presence(model: nn.Module, data: DataLoader | Dataset, *, threshold: float = 0.5,
+                      precision: str = "fp32", channels_last: bool = False,
+                      batch_size: int = 64) -> dict[str, float]:
+    """Audio-visual classification from a class-aware model's presence heads (AVGN's class
+    tokens; the paper's supp. Fig. 1): for each modality ``m`` in the model's outputs
+    (``presence_a``, ``presence_v``), ``cls_m_precision`` / ``_recall`` / ``_F1`` /
+    ``_top1`` of :func:`avgn_lib.metrics.presence_scores` over every sample (silent ones count:
+    nothing should be predicted). Empty dict for a model without presence outputs."""
+    model = _unwrap(model)
+    device = _model_device(model, pick_device("auto"))
+    model.to(device).eval()
+    probs: dict[str, list[np.ndarray]] = {}
+    labels = []
+    for batch in as_loader(data, batch_size):
+        inputs = to_device({k: batch[k] for k in ("image", "spec", "trunk_feat") if k in batch},
+                           device, channels_last)
+        with autocast(device, precision):
+            out = model(inputs)
+        for mod in ("a", "v"):
+            if f"presence_{mod}" in out:
+                probs.setdefault(mod, []).append(out[f"presence_{mod}"].float().cpu().numpy())
+        labels.append(batch["labels"].numpy())
+    result = {}
+    for mod, chunks in probs.items():
+        scores = presence_scores(np.concatenate(chunks), np.concatenate(labels), threshold)
+        result.update({f"cls_{mod}_{k}": v for k, v in scores.items()})
+    return result
 
 
 def _per_class(masks: np.ndarray, classes: np.ndarray) -> dict[int, np.ndarray]:

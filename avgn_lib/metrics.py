@@ -261,3 +261,25 @@ def permutation_invariant_aps(pred_maps: Sequence[np.ndarray],
     rows, cols = linear_sum_assignment(matrix, maximize=True)
     aps[rows] = matrix[rows, cols]
     return aps.tolist()
+
+
+def presence_scores(probs: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Multi-label classification from presence probabilities (the AVGN paper's supp. Fig. 1):
+    micro-averaged ``precision``, ``recall`` and ``F1`` of ``probs > threshold`` against the
+    multi-hot ``labels`` (N, C), and ``top1`` = the fraction of single-label rows whose most
+    probable class is the label (NaN without such rows). Precision is NaN when nothing is
+    predicted, recall when nothing is labelled; F1 is 0 when both counts exist but no hit."""
+    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
+    if probs.shape != labels.shape or probs.ndim != 2:
+        raise ValueError(f"presence_scores: probs {probs.shape} and labels {labels.shape} must be "
+                         "the same (N, C)")
+    pred, truth = probs > threshold, labels > 0.5
+    hits = float((pred & truth).sum())
+    precision = hits / pred.sum() if pred.any() else float("nan")
+    recall = hits / truth.sum() if truth.any() else float("nan")
+    f1 = (0.0 if hits == 0 else 2 * precision * recall / (precision + recall)) \
+        if pred.any() and truth.any() else float("nan")
+    single = truth.sum(1) == 1
+    top1 = float((probs[single].argmax(1) == truth[single].argmax(1)).mean()) if single.any() \
+        else float("nan")
+    return {"precision": float(precision), "recall": float(recall), "F1": float(f1), "top1": top1}

@@ -397,3 +397,32 @@ def test_real_avgn_resume_and_evaluate(tmp_path):
     for mode in ("oracle", "agnostic"):
         result = evaluate_localization(straight, duet, batch_size=cfg.batch_size, mode=mode)
         assert result["N"] == 12 and 0.0 <= result["CAP"] <= 1.0
+
+
+def test_evaluate_presence_scores_the_presence_heads_and_skips_models_without_them():
+    """A module whose presence is the batch's labels (read back from the spectrogram) is perfect;
+    its inverse never hits; a model without presence outputs gives nothing."""
+    import numpy as np
+    from torch import nn
+
+    from avgn_lib.engine_eval import evaluate_presence
+
+    labels = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 1, 1], [0, 0, 0], [0, 0, 1]])
+    data = [{"image": torch.zeros(3, 4, 4), "spec": l.reshape(1, 1, 3), "labels": l} for l in labels]
+
+    class Heads(nn.Module):
+        def __init__(self, invert=False, presence=True):
+            super().__init__()
+            self.w, self.invert, self.presence = nn.Parameter(torch.zeros(())), invert, presence
+
+        def forward(self, batch):
+            p = batch["spec"].reshape(len(batch["spec"]), -1) * 0.8 + 0.1
+            p = 1 - p if self.invert else p
+            return {"presence_a": p, "presence_v": p} if self.presence else {"feat_a": p}
+
+    good = evaluate_presence(Heads(), data, batch_size=2)
+    assert {good[f"cls_{m}_{k}"] for m in "av" for k in ("precision", "recall", "F1", "top1")} == {1.0}
+    bad = evaluate_presence(Heads(invert=True), data, batch_size=2)
+    assert bad["cls_a_recall"] == 0.0 and bad["cls_a_F1"] == 0.0 and bad["cls_a_top1"] == 0.0
+    assert np.isclose(bad["cls_a_precision"], 0.0)
+    assert evaluate_presence(Heads(presence=False), data) == {}

@@ -221,3 +221,23 @@ def test_piap_is_invariant_to_map_order():
 def test_piap_unmatched_sources_score_zero():
     assert permutation_invariant_ap([P2], [M1, M2]) == pytest.approx(0.5)
     assert permutation_invariant_ap([], [M1]) == 0.0
+
+
+def test_presence_scores_on_hand_built_probabilities():
+    from avgn_lib.metrics import presence_scores
+
+    labels = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 1], [0, 0, 0]])
+    probs = np.array([[0.9, 0.2, 0.1],    # hit
+                      [0.6, 0.4, 0.1],    # false positive, miss; top-1 wrong
+                      [0.1, 0.8, 0.7],    # two hits (two labels: not in top-1)
+                      [0.1, 0.1, 0.7]])   # a silent row with a false positive
+    s = presence_scores(probs, labels)
+    assert s["precision"] == pytest.approx(3 / 5) and s["recall"] == pytest.approx(3 / 4)
+    assert s["F1"] == pytest.approx(2 * 0.6 * 0.75 / 1.35)
+    assert s["top1"] == pytest.approx(1 / 2)
+    perfect = presence_scores(labels * 0.8 + 0.1, labels)
+    assert perfect["precision"] == perfect["recall"] == perfect["F1"] == perfect["top1"] == 1.0
+    none = presence_scores(np.zeros((2, 3)), labels[:2])
+    assert np.isnan(none["precision"]) and np.isnan(none["F1"]) and none["recall"] == 0.0
+    with pytest.raises(ValueError, match="same"):
+        presence_scores(probs[:, :2], labels)
