@@ -166,3 +166,64 @@ def qualitative_sheet(models: dict[str, nn.Module], data: Dataset, split_dir: st
     if not tiles:
         raise ValueError(f"qualitative_sheet: no sounding source in scenes {indices}")
     return viz.contact_sheet(tiles, titles, columns=1 + len(models), tile=tile)
+
+
+CURVE_METRICS = {"class tokens": [f"val_cls_{m}_{k}" for m in "av" for k in ("precision", "recall", "F1")],
+                 "localization": ["val_AP", "val_swapped_AP"]}
+
+
+def curve_table(histories: dict[str, list[list[dict]]]) -> pd.DataFrame:
+    """Per-epoch validation curves, seeds averaged: ``histories`` maps a method label to the
+    ``history.json`` lists of its seeds. Long table (label, epoch, metric, mean, std, seeds) over
+    the :data:`CURVE_METRICS` a run recorded; NaN entries (e.g. precision with nothing
+    predicted) are left out of the mean, and ``seeds`` counts the values used."""
+    rows = []
+    names = [m for group in CURVE_METRICS.values() for m in group]
+    for label, runs in histories.items():
+        by_key: dict[tuple[int, str], list[float]] = {}
+        for history in runs:
+            for row in history:
+                for metric in names:
+                    value = row.get(metric)
+                    if value is not None and np.isfinite(value):
+                        by_key.setdefault((int(row["epoch"]), metric), []).append(float(value))
+        for (epoch, metric), values in sorted(by_key.items()):
+            rows.append({"label": label, "epoch": epoch, "metric": metric,
+                         "mean": float(np.mean(values)),
+                         "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                         "seeds": len(values)})
+    return pd.DataFrame(rows, columns=["label", "epoch", "metric", "mean", "std", "seeds"])
+
+
+def curve_figure(table: pd.DataFrame, out_path: str | Path) -> None:
+    """The AVGN paper's supp. Fig. 1 (precision, recall and F1 of audio and visual classification
+    from the class tokens' presence heads, per epoch) beside val AP and val AP with swapped audio
+    per epoch, from :func:`curve_table`: mean over seeds, a band of ± one std."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("audio classification (class tokens)", [m for m in CURVE_METRICS["class tokens"] if "_a_" in m]),
+              ("visual classification (class tokens)", [m for m in CURVE_METRICS["class tokens"] if "_v_" in m]),
+              ("val localization", CURVE_METRICS["localization"])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    styles = {"precision": ":", "recall": "--", "F1": "-", "val_AP": "-", "val_swapped_AP": "--"}
+    colours = {label: f"C{i}" for i, label in enumerate(dict.fromkeys(table["label"]))}
+    for ax, (title, metrics) in zip(axes[0], panels):
+        part = table[table["metric"].isin(metrics)]
+        for (label, metric), g in part.groupby(["label", "metric"], sort=False):
+            short = metric.rsplit("_", 1)[-1] if "cls" in metric else metric.removeprefix("val_")
+            ax.plot(g["epoch"], 100 * g["mean"], styles.get(short, styles.get(metric, "-")),
+                    color=colours[label], marker="o", ms=3, label=f"{label} {short}")
+            ax.fill_between(g["epoch"], 100 * (g["mean"] - g["std"]), 100 * (g["mean"] + g["std"]),
+                            color=colours[label], alpha=0.15)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val, percent")
+        if len(part):
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no run recorded these", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)

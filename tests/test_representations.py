@@ -1,0 +1,156 @@
+"""Tests for avgn_lib.representations: embeddings of tiny real models, the cluster numbers,
+the projections and the Fig. 4 analogue figure."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from avgn_lib.models import build_model
+from avgn_lib.representations import embeddings, figure, knn_accuracy, project, silhouette
+
+C = 3
+SIZE = 64  # stride 16 -> a 4 x 4 feature grid
+TINY_AVGN = dict(width=8, dim=32, heads=2, depth=1)
+TINY_ENC = dict(width=8, dim=32)
+
+
+def sample(classes, masks=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cls = torch.tensor(classes, dtype=torch.long)
+    labels = torch.zeros(C)
+    labels[cls[cls >= 0]] = 1
+    if masks is None:
+        masks = torch.zeros(len(classes), SIZE, SIZE, dtype=torch.uint8)
+        for s in range(len(classes)):
+            if classes[s] >= 0:
+                masks[s, 8 * s:8 * s + 24, 10:40] = 1
+    return {"image": torch.randn(3, SIZE, SIZE, generator=g),
+            "spec": torch.randn(1, 48, 40, generator=g), "labels": labels, "classes": cls,
+            "masks": masks, "has_source": torch.tensor(bool((cls >= 0).any()))}
+
+
+def dataset():
+    """Single-source samples 0, 1, 4, 5 (classes 0, 2, 1, 0); 2 is silent, 3 a mixture."""
+    rows = [[0, -1], [2, -1], [-1, -1], [1, 2], [1, -1], [0, -1]]
+    return [sample(c, seed=i) for i, c in enumerate(rows)]
+
+
+def clusters(n=10, dim=8, seed=0):
+    """Three tight clusters along orthogonal axes, labels 0, 1, 2."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(dim)[:3] * 5
+    x = np.concatenate([c + rng.normal(scale=0.1, size=(n, dim)) for c in centres])
+    return x.astype(np.float32), np.repeat(np.arange(3), n)
+
+
+def test_knn_and_silhouette_on_clusters():
+    x, y = clusters()
+    assert knn_accuracy(x, y, k=5) == 1.0
+    assert silhouette(x, y) > 0.9
+    shuffled = np.random.default_rng(1).permutation(y)
+    assert knn_accuracy(x, shuffled, k=5) < 0.6
+    assert silhouette(x, shuffled) < 0.1
+    assert math.isnan(knn_accuracy(x, np.zeros(len(x)))) and math.isnan(silhouette(x, np.zeros(len(x))))
+
+
+def test_knn_leaves_the_sample_out_and_breaks_ties_by_the_nearest():
+    # Each point's own label would always win if it were its own neighbour.
+    x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    assert knn_accuracy(x, np.array([0, 1, 0, 1]), k=1) == 0.0
+    assert knn_accuracy(x, np.array([0, 0, 1, 1]), k=1) == 1.0
+    # k = 2: points 0 and 1 each see the other (class 1, nearer) and point 2 (class 2), a tie
+    # that the nearer one decides (right); point 2 sees two of class 1 (wrong).
+    x = np.array([[1.0, 0.0], [0.95, 0.05], [0.0, 1.0]])
+    assert knn_accuracy(x, np.array([1, 1, 2]), k=2) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="k must be"):
+        knn_accuracy(x, np.array([0, 0, 1]), k=0)
+
+
+def test_embeddings_of_a_tiny_avgn():
+    torch.manual_seed(0)
+    model = build_model("avgn", C, {**TINY_AVGN, "visual_stride": 16})
+    data = dataset()
+    emb = embeddings(model, data, batch_size=4)
+    assert emb["audio"].shape == emb["visual"].shape == (4, 32)
+    assert emb["audio"].dtype == emb["visual"].dtype == np.float32
+    assert emb["classes"].dtype == np.int64
+    assert emb["classes"].tolist() == [0, 2, 1, 0]
+    batch = {k: torch.stack([d[k] for d in data]) for k in ("image", "spec")}
+    with torch.no_grad():
+        out = model.eval()(batch)
+    for row, (i, k) in enumerate(zip([0, 1, 4, 5], [0, 2, 1, 0])):
+        np.testing.assert_allclose(emb["audio"][row], out["class_a"][i, k].numpy(), atol=1e-5)
+        np.testing.assert_allclose(emb["visual"][row], out["class_v"][i, k].numpy(), atol=1e-5)
+    first = embeddings(model, data, batch_size=4, max_samples=3)
+    assert first["classes"].tolist() == [0, 2, 1]
+    np.testing.assert_array_equal(first["audio"], emb["audio"][:3])
+
+
+def test_embeddings_of_a_tiny_ezvsl_pool_the_bag_over_the_mask_by_area():
+    torch.manual_seed(0)
+    model = build_model("ezvsl", C, {**TINY_ENC, "visual_stride": 16})
+    masks = torch.zeros(2, SIZE, SIZE, dtype=torch.uint8)
+    masks[0, 0:24, 0:16] = 1  # cell (0, 0) fully, cell (1, 0) half: rows 16..23 of 16..31
+    data = [sample([1, -1], masks, seed=0),
+            sample([2, -1], torch.zeros(2, SIZE, SIZE, dtype=torch.uint8), seed=1),  # empty mask
+            sample([-1, -1], seed=2)]
+    emb = embeddings(model, data, batch_size=8)
+    assert emb["classes"].tolist() == [1, 2]
+    batch = {k: torch.stack([d[k] for d in data]) for k in ("image", "spec")}
+    with torch.no_grad():
+        out = model.eval()(batch)
+    fv = out["feat_v"]  # (3, 16, 32), location p = 4 * row + col
+    assert fv.shape == (3, 16, 32)
+    np.testing.assert_allclose(emb["audio"], out["feat_a"][:2].numpy(), atol=1e-6)
+    np.testing.assert_allclose(emb["visual"][0], ((fv[0, 0] + 0.5 * fv[0, 4]) / 1.5).numpy(),
+                               atol=1e-6)
+    np.testing.assert_allclose(emb["visual"][1], fv[1].mean(0).numpy(), atol=1e-6)
+
+
+def test_embeddings_refuse_unusable_models_and_data():
+    torch.manual_seed(0)
+    model = build_model("mix_localize", C, TINY_ENC)  # feat_a is (B, K, D): K source heads
+    with pytest.raises(ValueError, match="Mix-and-Localize: no per-sample"):
+        embeddings(model, dataset())
+    with pytest.raises(ValueError, match="no single-source sample"):
+        embeddings(build_model("ezvsl", C, TINY_ENC), [sample([-1, -1]), sample([0, 1])])
+
+
+def test_project_tsne_shape_and_determinism():
+    x, _ = clusters(n=7)
+    a, b = project(x, "tsne", seed=3), project(x, "tsne", seed=3)
+    assert a.shape == (21, 2) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="projection method"):
+        project(x, "pca", seed=0)
+    with pytest.raises(ValueError, match="N >= 3"):
+        project(x[:2], "tsne", seed=0)
+
+
+def test_project_umap_shape_and_determinism():
+    x, _ = clusters(n=7)
+    a, b = project(x, "umap", seed=0), project(x, "umap", seed=0)
+    assert a.shape == (21, 2) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+
+
+def test_figure_writes_a_png_and_the_table(tmp_path):
+    x, y = clusters(n=6)
+    rows = {"AVGN": {"audio": x, "visual": x[::-1].copy(), "classes": y},
+            "EZ-VSL": {"audio": x[:9], "visual": x[:9], "classes": y[:9]}}
+    out = tmp_path / "fig4.png"
+    table = figure(rows, ["violin", "flute", "drum"], out, seed=0)
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] > 100
+    assert isinstance(table, pd.DataFrame)
+    assert list(table.columns) == ["run", "modality", "kNN_acc", "silhouette", "N"]
+    assert list(zip(table["run"], table["modality"], table["N"])) == [
+        ("AVGN", "audio", 18), ("AVGN", "visual", 18), ("EZ-VSL", "audio", 9),
+        ("EZ-VSL", "visual", 9)]
+    assert table.loc[0, "kNN_acc"] == 1.0 and table.loc[0, "silhouette"] > 0.9
+    assert table.loc[0, "kNN_acc"] == knn_accuracy(x, y, 5)
+    with pytest.raises(ValueError, match="methods"):
+        figure(rows, ["violin", "flute", "drum"], out, methods=("pca",))
