@@ -19,7 +19,7 @@ def test_overrides_are_typed_yaml_values_per_section():
     got = parse(["model.trunk_trainable=late", "model.trunk_lr_scale=0.1", "engine.epochs=2",
                  "model.use_grouping=false"])
     assert got == {"model": {"trunk_trainable": "late", "trunk_lr_scale": 0.1, "use_grouping": False},
-                   "engine": {"epochs": 2}}
+                   "engine": {"epochs": 2}, "train": {}}
 
 
 @pytest.mark.parametrize("bad", ["lr=0.1", "data.train=x", "model.depth"])
