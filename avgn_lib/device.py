@@ -1,9 +1,17 @@
 """The single place where the compute device and the precision are chosen.
 
-Precision ``auto`` uses bf16 only where it is fast. On CPUs without native bf16 (AVX2-only, e.g.
-many AMD EPYC and desktop parts) torch emulates bf16 autocast and a train step gets about 10x
-*slower* (67.7 vs 6.3 samples/s measured for the CPU-default AVGN), so there ``auto`` means fp32.
-The decision reads the CPU's features, never a figure measured on another machine.
+Precision ``auto`` is bf16 on CUDA devices that support it and **fp32 on every CPU**:
+
+- on CPUs without native bf16 (AVX2-only, e.g. many AMD EPYC and desktop parts) torch emulates
+  bf16 autocast and a train step gets about 10x *slower* (67.7 vs 6.3 samples/s measured for the
+  CPU-default AVGN);
+- on CPUs with native bf16 (AVX-512 BF16 / AMX) bf16 is faster (1.8x for a CPU-default AVGN
+  train step, ``benchmarks/bench_model.py``, 2026-12-02) but not reproducible: two identical
+  ``fit`` calls in one process gave different losses from the first epoch on, so exact resume
+  failed (``tests/test_engine.py::test_real_avgn_resume_and_evaluate``), while fp32 matched bit
+  for bit. Reproducible numbers come first here; ``precision: bf16`` still asks for it.
+
+The decision reads the device, never a figure measured on another machine.
 """
 from __future__ import annotations
 
@@ -54,8 +62,9 @@ def cpu_capability() -> str:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` | ``fp32`` | ``bf16`` -> the precision actually used on ``device`` (fp32 or bf16).
 
-    ``auto``: bf16 on CUDA devices that support it and on CPUs with native bf16, else fp32.
-    An explicit ``bf16`` is honoured even where it is slow (the caller asked for it).
+    ``auto``: bf16 on CUDA devices that support it, else fp32 (on CPUs too, native bf16 or not:
+    see the module docstring). An explicit ``bf16`` is honoured even where it is slow or not
+    reproducible (the caller asked for it).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -63,7 +72,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "fp32"
 
 
 def autocast(device: torch.device, precision: str):

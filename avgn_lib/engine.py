@@ -141,6 +141,15 @@ def setup_device(requested: str = "auto") -> tuple[torch.device, DistInfo]:
     return device, DistInfo(rank=rank, world_size=world)
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Every 4-D parameter and buffer of ``model`` in channels_last, in place; other ranks (e.g.
+    a 3D conv's 5-D weights, on which ``Module.to(memory_format=...)`` raises) stay as they are."""
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def make_loader(dataset: Dataset, cfg: TrainConfig, *, train: bool, epoch: int = 0,
                 dist_info: DistInfo = DistInfo()) -> DataLoader:
     """The only DataLoader factory: seeded per (seed, epoch, rank), sharded under DDP."""
@@ -324,7 +333,7 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
     seed_everything(cfg.seed)
     model.to(device)
     if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+        to_channels_last(model)
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = len(make_loader(train_set, cfg, train=True, dist_info=dist_info))
     if steps_per_epoch == 0:

@@ -45,6 +45,13 @@ def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
     return param.device if param is not None else fallback
 
 
+def _input_keys(model: nn.Module) -> tuple[str, ...]:
+    """The batch keys a model's ``forward`` / ``localize`` read: image, spec, a cached trunk's
+    features, and whatever extra inputs the model names in ``extra_inputs`` (e.g. ``clip``);
+    the extra ones reach ``localize`` as keyword arguments."""
+    return ("image", "spec", "trunk_feat", *getattr(model, "extra_inputs", ()))
+
+
 def as_loader(data: DataLoader | Dataset, batch_size: int = 64) -> DataLoader:
     """``data`` as an in-order DataLoader (a Dataset is wrapped with ``batch_size``)."""
     if isinstance(data, DataLoader):
@@ -78,10 +85,10 @@ def predict(model: nn.Module, data: DataLoader | Dataset, mode: str = "oracle",
     gt: dict[str, list[np.ndarray]] = {"masks": [], "box_masks": [], "classes": [],
                                        "has_source": [], "index": []}
     for batch in as_loader(data, batch_size):
-        inputs = to_device({k: batch[k] for k in ("image", "spec", "trunk_feat") if k in batch},
+        inputs = to_device({k: batch[k] for k in _input_keys(model) if k in batch},
                            device, channels_last)
         # a frozen trunk's precomputed features (avgn_lib.data.features) stand in for the image
-        extra = {"trunk_feat": inputs["trunk_feat"]} if "trunk_feat" in inputs else {}
+        extra = {k: v for k, v in inputs.items() if k not in ("image", "spec")}
         classes = batch["classes"].long()                            # (B, S)
         valid = classes >= 0
         counts = valid.sum(1)                                        # (B,)
@@ -130,8 +137,8 @@ def evaluate_presence(model: nn.Module, data: DataLoader | Dataset, *, threshold
                       batch_size: int = 64) -> dict[str, float]:
     """Audio-visual classification from a class-aware model's presence heads (AVGN's class
     tokens; the paper's supp. Fig. 1): for each modality ``m`` in the model's outputs
-    (``presence_a``, ``presence_v``), ``cls_m_precision`` / ``_recall`` / ``_F1`` /
-    ``_top1`` of :func:`avgn_lib.metrics.presence_scores` over every sample (silent ones count:
+    (``presence_a``, ``presence_v``, ``presence_av``), ``cls_m_precision`` / ``_recall`` /
+    ``_F1`` / ``_top1`` of :func:`avgn_lib.metrics.presence_scores` over every sample (silent ones count:
     nothing should be predicted). Empty dict for a model without presence outputs."""
     model = _unwrap(model)
     device = _model_device(model, pick_device("auto"))
@@ -139,11 +146,11 @@ def evaluate_presence(model: nn.Module, data: DataLoader | Dataset, *, threshold
     probs: dict[str, list[np.ndarray]] = {}
     labels = []
     for batch in as_loader(data, batch_size):
-        inputs = to_device({k: batch[k] for k in ("image", "spec", "trunk_feat") if k in batch},
+        inputs = to_device({k: batch[k] for k in _input_keys(model) if k in batch},
                            device, channels_last)
         with autocast(device, precision):
             out = model(inputs)
-        for mod in ("a", "v"):
+        for mod in ("a", "v", "av"):
             if f"presence_{mod}" in out:
                 probs.setdefault(mod, []).append(out[f"presence_{mod}"].float().cpu().numpy())
         labels.append(batch["labels"].numpy())

@@ -19,15 +19,19 @@ GENERATED = Path("results/report/readme_results.md")
 README_TABLES = ("table1", "table2", "table3", "swapped", "classify")
 
 
-def results_markdown(tables: dict[str, pd.DataFrame], claims: pd.DataFrame) -> str:
+def results_markdown(tables: dict[str, pd.DataFrame], claims: pd.DataFrame,
+                     targets: pd.DataFrame | None = None) -> str:
     """The README's results: the main tables (mean ± std over seeds, bold only beyond both
-    spreads) and the verdict on each of the papers' claims."""
+    spreads), the verdict on each of the papers' claims and, when given, the learning targets
+    (:func:`avgn_lib.verdicts.target_checks`)."""
     titles = {t.name: t.title for t in T.TABLES}
     lines: list[str] = []
     for name in README_TABLES:
         if titles[name] in tables:
             lines += [f"#### {titles[name]}", "", T.to_markdown(tables[titles[name]]), ""]
     lines += ["#### The papers' claims, here", "", claims.to_markdown(index=False), ""]
+    if targets is not None and len(targets):
+        lines += ["#### The learning targets, here", "", targets.to_markdown(index=False), ""]
     return "\n".join(lines)
 
 

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from avgn_lib.device import pick_device, to_device
-from avgn_lib.engine_eval import _model_device, _unwrap, as_loader
+from avgn_lib.engine_eval import _input_keys, _model_device, _unwrap, as_loader
 
 # (audio, visual) output pairs, in the order they are looked for.
 CLASS_AWARE_OUTPUTS = (("class_a", "class_v"), ("cond_a", "cond_v"), ("z_a", "z_v"))
@@ -115,8 +115,7 @@ def embeddings(model: nn.Module, data: DataLoader | Dataset, batch_size: int = 6
     parts: dict[str, list[np.ndarray]] = {"audio": [], "visual": [], "classes": []}
     n = 0
     for batch in as_loader(data, batch_size):
-        inputs = to_device({k: batch[k] for k in ("image", "spec", "trunk_feat") if k in batch},
-                           device)
+        inputs = to_device({k: batch[k] for k in _input_keys(model) if k in batch}, device)
         out = model(inputs)
         if keys is None:
             keys = _pick_outputs(out, model)

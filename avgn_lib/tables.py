@@ -27,6 +27,10 @@ class TableSpec:
     run with rows in ``mode`` on these datasets, whatever its ``tables`` list. ``groups``: the
     runs of these groups join as well (a comparison row taken from trained runs: adding the
     table to their ``tables`` would change ``runs.<run>`` and re-run their DVC stages).
+    ``reference_names``: only these reference rows (None: all). ``reference_mode``: take the
+    reference rows scored in this mode instead of ``mode``: the audio-swapped tables show the
+    references that never listen (chance, visual-only) with their ordinary scores, which a swap
+    cannot change: a method whose swapped row falls to them ignores what it hears.
     """
 
     name: str
@@ -40,8 +44,12 @@ class TableSpec:
     references: bool = True
     every_run: bool = False
     groups: tuple[str, ...] = ()
+    reference_names: tuple[str, ...] | None = None
+    reference_mode: str | None = None
 
 
+# References whose maps do not depend on the audio: the same score with any audio.
+AUDIO_FREE_REFERENCES = ("chance", "visual_only")
 SINGLE = ("AP", "IoU@", "AUC")
 # T-VSL's supplement, Table 7: single-source AP, IoU@0.5 and two-source CAP, CIoU@0.3 (the
 # thresholds are the runs' own: 0.5 single, 0.3 duet), on both vocabularies.
@@ -75,12 +83,13 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("swapped", "Audio-swapped evaluation: every sample scored with another's audio "
               "(oracle classes); compare with Tables 1 and 2",
               ("instruments_solo", "everyday_single", "instruments_duet", "everyday_duet"),
-              ("AP", "AUC", "CAP", "PIAP"), mode="swapped", references=False, every_run=True),
+              ("AP", "AUC", "CAP", "PIAP"), mode="swapped", every_run=True,
+              reference_names=AUDIO_FREE_REFERENCES, reference_mode="oracle"),
     TableSpec("swapped_agnostic", "Audio-swapped, class-agnostic: classes picked from another "
               "sample's audio (class-aware methods); compare with the class-agnostic table",
               ("instruments_solo", "everyday_single", "instruments_duet", "everyday_duet"),
-              ("AP", "AUC", "CAP", "PIAP"), mode="swapped_agnostic", references=False,
-              every_run=True),
+              ("AP", "AUC", "CAP", "PIAP"), mode="swapped_agnostic", every_run=True,
+              reference_names=AUDIO_FREE_REFERENCES, reference_mode="oracle"),
     TableSpec("classify", "Class-agnostic mode on single-source sets: top-1 class from the audio",
               ("instruments_solo", "everyday_single"), ("class_top1", "AP", "AUC"),
               mode="agnostic", references=False, every_run=True),
@@ -126,7 +135,12 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
                 if spec.name in info.get("tables", []) or info.get("group") in spec.groups}
     frame = results[results["run"].isin(runs)]
     if references is not None and spec.references:
-        frame = pd.concat([references, frame], ignore_index=True)
+        refs = references
+        if spec.reference_names is not None:
+            refs = refs[refs["run"].isin(spec.reference_names)]
+        if spec.reference_mode is not None:
+            refs = refs[refs["mode"] == spec.reference_mode].assign(mode=spec.mode)
+        frame = pd.concat([refs, frame], ignore_index=True)
     frame = frame[frame["dataset"].isin(spec.datasets) & (frame["mode"] == spec.mode)
                   & frame["metric"].map(lambda m: _match(m, spec.metrics)).astype(bool)]
     if frame.empty:

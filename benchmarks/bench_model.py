@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from avgn_lib.config import load_params
-from avgn_lib.device import cpu_capability, cpu_has_native_bf16
+from avgn_lib.device import cpu_capability, cpu_has_native_bf16, resolve_precision
 from avgn_lib.models.avgn import AVGNConfig, build_avgn
 
 # The model sizes are the profiles' own (methods.avgn of params.yaml and params/paper.yaml).
@@ -163,7 +163,7 @@ def main() -> None:
     sys.path.extend(args.extra_path)
 
     print(f"torch {torch.__version__}, CPU capability {cpu_capability()}, native bf16 "
-          f"{cpu_has_native_bf16()} (precision auto -> {'bf16' if cpu_has_native_bf16() else 'fp32'}), "
+          f"{cpu_has_native_bf16()} (precision auto -> {resolve_precision('auto', torch.device('cpu'))}), "
           f"threads {torch.get_num_threads()}, batch {args.batch}, C {args.classes}, "
           f"{args.iters} timed iters")
     print(f"{'setting':<8} {'model':<14} {'mode':<5} {'image':>5} {'spec':>8} {'width':>5} "

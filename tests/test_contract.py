@@ -23,7 +23,9 @@ TINY = {"avgn": {"width": 8, "dim": 16, "depth": 1, "heads": 2}, "ezvsl": {"widt
         "coarse_to_fine": {"width": 8, "dim": 16, "stage1_steps": 1},
         # (stays in stage 1: the toy set has no single-source sample to form a dictionary from;
         # tests/test_two_stage_baselines.py fits DSOL across its switch)
-        "dsol": {"width": 8, "dim": 16}}
+        "dsol": {"width": 8, "dim": 16},
+        # (the toy set has no clip: LCBM repeats the still image as a static clip)
+        "lcbm": {"width": 4, "audio_width": 4, "dim": 8, "clip_frames": 4, "clip_size": 16}}
 
 
 def tiny_cfg(name: str) -> dict:

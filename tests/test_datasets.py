@@ -334,6 +334,27 @@ def test_spec_augment_gain_shift_and_masks_do_what_they_say():
         SpecAugment(time_shift=2)
 
 
+def test_spec_augment_equalizer_is_a_bounded_smooth_gain_curve_over_frequency():
+    """eq_db adds one gain per frequency bin, the same in every frame, within +-eq_db dB, and
+    piecewise linear between eq_points control points (second differences vanish off them)."""
+    from avgn_lib.data.datasets import SpecAugment
+
+    spec = torch.randn(1, 25, 30)
+    aug = SpecAugment(eq_db=6, eq_points=3)
+    assert aug.active
+    for seed in range(4):
+        torch.manual_seed(seed)
+        curve = (aug(spec) - spec)[0]                                   # (F, T)
+        assert torch.allclose(curve, curve[:, :1].expand_as(curve), atol=1e-5)  # per bin only
+        gains = curve[:, 0]
+        assert gains.abs().max() <= 6 * math.log(10.0) / 10 + 1e-5 and gains.abs().max() > 0
+        second = gains[2:] - 2 * gains[1:-1] + gains[:-2]
+        knots = {11, 12, 13}                                            # 3 points on 25 bins: 0, 12, 24
+        assert all(abs(float(d)) < 1e-5 for i, d in enumerate(second, start=1) if i not in knots)
+    with pytest.raises(ValueError, match="eq_points"):
+        SpecAugment(eq_db=3, eq_points=1)
+
+
 def test_spec_augment_applies_to_train_spectrograms_only_when_asked_and_is_seeded(built):
     from avgn_lib.data.datasets import SceneDataset
 

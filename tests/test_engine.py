@@ -264,14 +264,16 @@ def test_model_param_groups_set_learning_rates(tmp_path):
         build_optimizer(model, small_cfg())
 
 
-def test_precision_auto_uses_bf16_only_where_native(monkeypatch):
+def test_precision_auto_is_fp32_on_every_cpu_and_bf16_only_when_asked(monkeypatch):
+    """auto: fp32 on a CPU with or without native bf16 (emulated bf16 is 10x slower; native bf16
+    broke exact resume on an AMX CPU); an explicit bf16 is honoured."""
     from avgn_lib import device as dev
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
-    assert dev.resolve_precision("auto", cpu) == "fp32"
-    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
-    assert dev.resolve_precision("auto", cpu) == "bf16"
+    for native in (False, True):
+        monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda native=native: native)
+        assert dev.resolve_precision("auto", cpu) == "fp32"
+        assert dev.resolve_precision("bf16", cpu) == "bf16"
     assert dev.resolve_precision("fp32", cpu) == "fp32"
     with pytest.raises(ValueError, match="precision"):
         dev.resolve_precision("fp16", cpu)
@@ -426,3 +428,20 @@ def test_evaluate_presence_scores_the_presence_heads_and_skips_models_without_th
     assert bad["cls_a_recall"] == 0.0 and bad["cls_a_F1"] == 0.0 and bad["cls_a_top1"] == 0.0
     assert np.isclose(bad["cls_a_precision"], 0.0)
     assert evaluate_presence(Heads(presence=False), data) == {}
+
+
+def test_channels_last_converts_4d_tensors_and_leaves_3d_conv_weights():
+    """A model mixing Conv3d and Conv2d (the LCBM video net) goes channels_last without error:
+    4-D weights change layout, values stay; 5-D weights keep theirs."""
+    from avgn_lib.engine import to_channels_last
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(3, 4, 3), nn.Flatten(1, 2), nn.Conv2d(4 * 2, 5, 3),
+                        nn.BatchNorm2d(5))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    to_channels_last(net)
+    assert net[2].weight.is_contiguous(memory_format=torch.channels_last)
+    assert net[0].weight.is_contiguous()
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    x = torch.randn(2, 3, 4, 9, 9)
+    assert net(x).shape == (2, 5, 5, 5)

@@ -302,7 +302,7 @@ def test_ezvsl_matches_avgn_with_tokens_and_grouping_off():
 # Every registered method but the class-aware AVGN and T-VSL (tests/test_tvsl.py) is
 # class-agnostic and built on DualEncoderMethod; the names are the ones its error messages spell
 # out (a new method adds its name here).
-CLASS_AWARE = ("avgn", "tvsl")
+CLASS_AWARE = ("avgn", "tvsl", "lcbm")  # lcbm: a classifier, tested in tests/test_lcbm.py
 METHOD_NAMES = {"ezvsl": "EZ-VSL", "lvs": "LVS", "ots": "OTS", "attention10k": "Attention10k",
                 "mix_localize": "Mix-and-Localize", "dmc": "DMC", "slavc": "SLAVC",
                 "coarse_to_fine": "CoarsetoFine", "dsol": "DSOL"}

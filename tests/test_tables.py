@@ -207,3 +207,26 @@ def test_tvsl7_takes_the_avgn_groups_without_their_tables_list_and_the_paper_row
     paper = T.paper_table(spec, load_paper())
     assert paper.loc["T-VSL two-stage (T-VSL Table 7)", ("VGGSound-Duet", "CIoU@0.3")] == 40.1
     assert len(paper) == 3
+
+
+def test_swapped_tables_show_only_the_references_that_never_listen_with_their_own_scores():
+    """Chance and visual-only maps ignore the audio, so the swapped tables show their ordinary
+    (oracle-mode) scores as the floor a non-listening method falls to; the perfect row, which
+    reads the ground truth rather than the audio, is left out."""
+    spec = next(t for t in T.TABLES if t.name == "swapped")
+    rows = _rows("inst_avgn", "avgn", "instruments_solo", {"AP": 0.6}, mode="oracle")
+    rows += _rows("inst_avgn", "avgn", "instruments_solo", {"AP": 0.5}, mode="swapped")
+    refs = []
+    for name, value in (("chance", 0.33), ("visual_only", 0.47), ("perfect", 1.0)):
+        refs += [(name, "reference", 0, "instruments_solo", "test", "oracle", "AP", value)]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    refs = pd.DataFrame(refs, columns=list(COLUMNS))
+    infos = {"inst_avgn": {"label": "AVGN", "group": "inst_avgn", "tables": []},
+             **{n: {"label": n, "group": "reference"} for n in ("chance", "visual_only", "perfect")}}
+    table = T.build_table(spec, frame, infos, refs)
+    col = ("instruments_solo", "AP")
+    assert table.loc["AVGN [inst_avgn]", col] == 50.0          # its swapped score, not 60
+    assert table.loc["chance [reference]", col] == 33.0
+    assert table.loc["visual_only [reference]", col] == 47.0
+    assert "perfect [reference]" not in table.index
+    assert table.attrs["references"] == ["chance [reference]", "visual_only [reference]"]

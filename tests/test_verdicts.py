@@ -97,3 +97,85 @@ def test_trio_claim_uses_margin_over_chance_and_missing_claims_are_not_run():
     assert (out.loc[out["claim"].str.startswith("Depth 3"), "verdict"] == V.NOT_RUN).all()
     # no everyday runs: those claims are not run rather than guessed
     assert out.loc[out["measure"] == "everyday_duet CAP", "verdict"].item() == V.NOT_RUN
+
+
+def test_target_checks_on_hand_built_results():
+    """The learning issue's targets from tidy rows: margins over visual-only, the swapped drop
+    per seed, class top-1 and AVGN vs EZ-VSL on a duet, each with its status."""
+    from avgn_lib.results import COLUMNS
+    from avgn_lib.verdicts import target_checks
+
+    def row(run, method, dataset, mode, metric, value):
+        return (run, method, 0, dataset, "test", mode, metric, value)
+
+    rows = []
+    for run, ap, swapped, top1 in (("a0", 0.62, 0.50, 0.60), ("a1", 0.64, 0.53, 0.64)):
+        rows += [row(run, "avgn", "instruments_solo", "oracle", "AP", ap),
+                 row(run, "avgn", "instruments_solo", "swapped", "AP", swapped),
+                 row(run, "avgn", "instruments_solo", "agnostic", "class_top1", top1),
+                 row(run, "avgn", "instruments_duet", "oracle", "CAP", 0.40)]
+    rows += [row("e0", "ezvsl", "instruments_solo", "oracle", "AP", 0.55),
+             row("e0", "ezvsl", "instruments_solo", "swapped", "AP", 0.50),
+             row("e0", "ezvsl", "instruments_duet", "oracle", "CAP", 0.30)]
+    refs = pd.DataFrame([row("visual_only", "reference", "instruments_solo", "oracle", "AP", 0.47)],
+                        columns=list(COLUMNS))
+    infos = {"a0": {"method": "avgn", "group": "instruments_avgn", "model": {}},
+             "a1": {"method": "avgn", "group": "instruments_avgn", "model": {}},
+             "e0": {"method": "ezvsl", "group": "instruments_ezvsl", "model": {}}}
+    t = target_checks(pd.DataFrame(rows, columns=list(COLUMNS)), infos, refs)
+    get = lambda target, group: t[(t["target"].str.startswith(target)) & (t["run group"] == group)]  # noqa: E731
+    over = get("audio matters: AP over", "instruments_avgn").iloc[0]
+    assert over["value"] == "16.0 ± 1.4" and over["status"] == "met"
+    drop = get("audio matters: AP lost", "instruments_avgn").iloc[0]
+    assert drop["value"] == "11.5 ± 0.7" and drop["status"] == "met"
+    assert get("audio matters: AP lost", "instruments_ezvsl").iloc[0]["status"] == "missed"
+    assert get("audio matters: AP over", "instruments_ezvsl").iloc[0]["status"] == "missed"
+    top1 = get("class-agnostic", "instruments_avgn").iloc[0]
+    assert top1["value"] == "62.0 ± 2.8" and top1["status"] == "missed"
+    duet = get("AVGN beats EZ-VSL", "instruments_avgn").iloc[0]
+    assert duet["status"] == "met"   # 40 ± 0 (two seeds) against 30: ahead beyond any spread
+    assert len(get("AVGN beats EZ-VSL", "instruments_avgn")) == 1   # no PIAP rows, no check
+
+
+def test_tvsl_claim_orders_two_stage_single_stage_and_avgn_per_vocabulary():
+    rows, infos = [], {}
+    for run, method, group, variant, values in (
+            ("tv2", "tvsl", "tv2", "two_stage", (0.60, 0.61, 0.62)),
+            ("tv1", "tvsl", "tv1", "single_stage", (0.50, 0.51, 0.52)),
+            ("av", "avgn", "instruments_avgn", None, (0.40, 0.41, 0.42))):
+        for seed, v in enumerate(values):
+            name = f"{run}_s{seed}"
+            model = {"variant": variant} if variant else {}
+            infos[name] = _info(name, method, run, group, seed, ["tvsl7"], **model)
+            rows.append((name, method, seed, "instruments_solo", "test", "oracle", "AP", v))
+    out = V.claim_verdicts(pd.DataFrame(rows, columns=list(COLUMNS)), infos,
+                           pd.DataFrame(columns=list(COLUMNS)))
+    tvsl = out[out["claim"].str.startswith("T-VSL")]
+    solo = tvsl[tvsl["measure"] == "instruments_solo AP"].iloc[0]
+    assert solo["verdict"] == V.REPRODUCED
+    assert solo["evidence"].startswith("two-stage 61.0 ± 1.0 > single-stage 51.0 ± 1.0 > AVGN 41.0")
+    # no everyday T-VSL run: that vocabulary's rows say so instead of guessing
+    assert set(tvsl.loc[tvsl["measure"] != "instruments_solo AP", "verdict"]) == {V.NOT_RUN}
+    # without any T-VSL run the claim is one "not run" row
+    none = V.claim_verdicts(pd.DataFrame(rows[-3:], columns=list(COLUMNS)),
+                            {k: v for k, v in infos.items() if k.startswith("av")},
+                            pd.DataFrame(columns=list(COLUMNS)))
+    assert (none["claim"].str.startswith("T-VSL")).sum() == 1
+
+
+def test_system_claims_read_lcbm_and_separation_summaries_or_say_not_run():
+    empty = pd.DataFrame(columns=list(COLUMNS))
+    base = V.claim_verdicts(empty, {}, empty)
+    rows = base.set_index("claim")
+    assert rows.loc["Selected moments beat the mid-frame", "verdict"] == V.NOT_RUN
+    assert rows.loc["AMnet beats appearance-only separation", "verdict"] == V.NOT_RUN
+    lcbm = {"moments": {"individual": {"selected": {"AP": 0.52}, "mid": {"AP": 0.525}}},
+            "heads": {"individual": {"av": 0.8}, "shared": {"av": 0.9}, "single": {"av": 0.85}}}
+    sep = {"inst.mix2.amnet.SDR": -2.8, "inst.mix2.appearance.SDR": -3.1, "inst.mix2.ibm.SDR": 20.0}
+    out = V.claim_verdicts(empty, {}, empty, lcbm=lcbm, separation=sep).set_index("claim")
+    moment = out.loc["Selected moments beat the mid-frame"]
+    assert moment["verdict"] == V.INCONCLUSIVE and "mid ahead" in moment["evidence"]
+    heads = out.loc["Individual FCs >= shared FC >= single multi-modal (LCBM Table 3)"]
+    assert heads["evidence"].startswith("shared 90.0 > single 85.0 > individual 80.0")
+    amnet = out.loc["AMnet beats appearance-only separation"]
+    assert "inst.mix2: AMnet -2.8 vs appearance -3.1 dB (AMnet ahead)" in amnet["evidence"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from avgn_lib.data.image import to_tensor
@@ -25,7 +26,10 @@ class SpecAugment:
     normalization: a random gain in [-``gain_db``, ``gain_db``] dB (an additive log offset), a
     circular time shift of up to ``time_shift`` of the frames, then ``freq_masks`` bands of up
     to ``freq_width`` bins and ``time_masks`` spans of up to ``time_width`` frames set to the
-    spectrogram's mean (SpecAugment, Park et al. 2019). Drawn from ``torch``'s generator, so the
+    spectrogram's mean (SpecAugment, Park et al. 2019). ``eq_db``: a random smooth equalizer, a
+    gain curve over the frequency bins interpolated linearly between ``eq_points`` control
+    points drawn in [-``eq_db``, ``eq_db``] dB: one recording, soundfont bank or microphone
+    differs from another mostly by such a timbre tilt. Drawn from ``torch``'s generator, so the
     engine's seeding covers it. The built audio of a scene is fixed, and the audio encoder learned
     it by heart without this (README: the recipe table)."""
 
@@ -35,18 +39,23 @@ class SpecAugment:
     freq_width: int = 0
     time_masks: int = 0
     time_width: int = 0
+    eq_db: float = 0.0
+    eq_points: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("gain_db", "time_shift", "freq_masks", "freq_width", "time_masks", "time_width"):
+        for name in ("gain_db", "time_shift", "freq_masks", "freq_width", "time_masks", "time_width",
+                     "eq_db"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SpecAugment.{name} must be >= 0, got {getattr(self, name)}")
         if self.time_shift > 1:
             raise ValueError(f"SpecAugment.time_shift is a fraction of the frames, got {self.time_shift}")
+        if self.eq_points < 2:
+            raise ValueError(f"SpecAugment.eq_points must be >= 2, got {self.eq_points}")
 
     @property
     def active(self) -> bool:
         return any((self.gain_db, self.time_shift, self.freq_masks * self.freq_width,
-                    self.time_masks * self.time_width))
+                    self.time_masks * self.time_width, self.eq_db))
 
     def __call__(self, spec: torch.Tensor) -> torch.Tensor:
         """(1, F, T) log spectrogram -> augmented copy."""
@@ -54,6 +63,10 @@ class SpecAugment:
         _, f, t = spec.shape
         if self.gain_db:
             spec += (torch.rand(()) * 2 - 1) * self.gain_db * math.log(10.0) / 10.0
+        if self.eq_db:
+            points = (torch.rand(1, 1, self.eq_points) * 2 - 1) * self.eq_db * math.log(10.0) / 10.0
+            curve = F.interpolate(points, size=f, mode="linear", align_corners=True)[0, 0]
+            spec += curve.to(spec.dtype)[None, :, None]
         if self.time_shift:
             shift = int(torch.randint(-int(self.time_shift * t), int(self.time_shift * t) + 1, ()))
             spec = spec.roll(shift, dims=-1)
@@ -75,7 +88,9 @@ class SceneDataset(Dataset):
     (1, F, T) (``(log S - spec_mean) / spec_std``), ``labels`` float32 (C,) multi-hot of the
     sounding classes, ``classes`` int64 (S,) with -1 padding, ``masks`` uint8 (S, H, W),
     ``box_masks`` uint8 (S, H, W) (each source's box filled, what MUSIC/VGG-SS annotate),
-    ``has_source`` bool (), ``index`` int64 (). ``hflip`` (train-time augmentation, off by
+    ``has_source`` bool (), ``index`` int64 (), and ``clip`` uint8 (K, h, w, 3) (the scene's
+    K-frame clip, in which each sounding object pulses with its own audio envelope, raw RGB:
+    only the models that read it pay for normalizing it) when the split has ``clips.npy``. ``hflip`` (train-time augmentation, off by
     default) mirrors image and masks together with probability 0.5, drawn from ``torch``'s
     generator so the engine's seeding covers it. ``spec_augment`` (train-time, off by default): a
     :class:`SpecAugment` or its fields as a dict, applied to each spectrogram.
@@ -105,10 +120,13 @@ class SceneDataset(Dataset):
         self.spec_mean, self.spec_std = spec_mean, spec_std
         self._arrays: dict[str, np.ndarray] | None = None
         self._len = int(np.load(self.dir / "has_source.npy", mmap_mode="r").shape[0])
+        # optional: splits built before clips existed (and tiny test splits) have none
+        self.has_clips = (self.dir / "clips.npy").is_file()
 
     def _open(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
-            self._arrays = {k: np.load(self.dir / f"{k}.npy", mmap_mode="r") for k in _ARRAYS}
+            names = _ARRAYS + (("clips",) if self.has_clips else ())
+            self._arrays = {k: np.load(self.dir / f"{k}.npy", mmap_mode="r") for k in names}
         return self._arrays
 
     def __getstate__(self) -> dict:
@@ -127,15 +145,17 @@ class SceneDataset(Dataset):
         image = to_tensor(np.array(a["images"][index]))  # (3, H, W)
         masks = torch.from_numpy(np.array(a["masks"][index]))  # (S, H, W)
         box_masks = box_mask(np.asarray(a["boxes"][index]), masks.shape[-2:])  # (S, H, W)
+        clip = torch.from_numpy(np.array(a["clips"][index])) if self.has_clips else None
         if self.hflip and torch.rand(()) < 0.5:
             image, masks, box_masks = image.flip(-1), masks.flip(-1), box_masks.flip(-1)
+            clip = clip.flip(-2) if clip is not None else None  # (K, h, w, 3): width is -2
         spec = torch.from_numpy(np.array(a["specs"][index], dtype=np.float32))[None]  # (1, F, T)
         if self.spec_augment is not None:
             spec = self.spec_augment(spec)
         classes = torch.from_numpy(np.array(a["classes"][index], dtype=np.int64))  # (S,)
         labels = torch.zeros(self.num_classes, dtype=torch.float32)
         labels[classes[classes >= 0]] = 1.0
-        return {
+        item = {
             "image": image,
             "spec": (spec - self.spec_mean) / self.spec_std,
             "labels": labels,
@@ -145,6 +165,9 @@ class SceneDataset(Dataset):
             "has_source": torch.tensor(bool(a["has_source"][index])),
             "index": torch.tensor(index, dtype=torch.int64),
         }
+        if clip is not None:
+            item["clip"] = clip
+        return item
 
 
 DATASET_ATTRS = ("class_names", "num_classes", "spec_mean", "spec_std", "dir")

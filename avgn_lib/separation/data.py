@@ -122,6 +122,10 @@ class SoloScenes(Dataset):
                              "source cannot be a separation target)")
         return torch.from_numpy(resample(raw, self.rate_in, self.audio_rate))
 
+    def frame(self, pos: int) -> np.ndarray:
+        """(H, W, 3) uint8 frame of scene ``scenes[pos]`` as built (for figures)."""
+        return np.array(self._open()["images"][int(self.scenes[pos])])
+
     def visual(self, pos: int) -> dict[str, torch.Tensor]:
         """``image`` (3, H, W) and ``clip`` (3, K, h, w) of scene ``scenes[pos]``."""
         a, scene = self._open(), int(self.scenes[pos])

@@ -72,8 +72,9 @@ def evaluate_separation(model: nn.Module | None, data: DataLoader | Dataset, stf
                         keep: int = 0) -> dict[str, Any]:
     """Flat ``{"<row>_SDR": dB, "<row>_SIR", "<row>_SAR", "<row>_N", "<row>_N_skipped_silent"}``
     over every mixture of ``data`` (N mixtures scored; a row with none scored has no metric
-    keys, never NaN). ``keep`` > 0 also returns the first ``keep`` mixtures' waveforms under
-    ``"examples"`` (for figures and audio players)."""
+    keys, never NaN). ``keep`` > 0 also returns the first ``keep`` mixtures under ``"examples"``
+    (for figures and audio players): ``mixture`` (L,), ``sources`` (N, L), ``classes``, ``index``
+    and ``estimates`` ``{row: (N, L)}``."""
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
         raise ValueError(f"evaluate_separation: unknown rows {unknown}; rows are {ROWS}")
@@ -93,7 +94,8 @@ def evaluate_separation(model: nn.Module | None, data: DataLoader | Dataset, stf
                 examples.append({"mixture": batch["mixture"][i].cpu().numpy(), "sources": refs[i],
                                  "classes": batch["classes"][i].cpu().numpy(),
                                  "index": batch["index"][i].cpu().numpy(),
-                                 **{row: est[row][i] for row in rows}})
+                                 # not beside "mixture": the floor row is also named "mixture"
+                                 "estimates": {row: est[row][i] for row in rows}})
     result: dict[str, Any] = {}
     for row in rows:
         result.update({f"{row}_{k}": v for k, v in M.summarize(scores[row]).items()})
