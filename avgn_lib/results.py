@@ -63,3 +63,30 @@ def load_results(train_dir: str | Path) -> tuple[pd.DataFrame, dict[str, dict[st
 
 def load_paper() -> pd.DataFrame:
     return pd.read_csv(PAPER_CSV)
+
+
+# The separation stage's AME rows that join the localization tables (its metrics.json keys are
+# "<dataset>.localization.ame.<metric>"), scored there by the protocol of every table.
+AME_METRICS = ("AP", "IoU@", "AUC", "cIoU")
+
+
+def separation_rows(metrics: dict[str, float], tables: tuple[str, ...] = ("table1",)
+                    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Tidy rows and a run.json-like info for AME's motion-CAM localization from the separation
+    stage's flat ``metrics.json``, so the report shows it beside the audio-visual methods."""
+    info = {"run": "separation_ame", "method": "ame", "seed": 0, "group": "separation_ame",
+            "label": "AME motion CAM (separation stage)", "tables": list(tables), "model": {},
+            "data": {"test": {}}}
+    rows = []
+    for key, value in sorted(metrics.items()):
+        parts = key.split(".", 3)
+        if len(parts) != 4 or parts[1:3] != ["localization", "ame"]:
+            continue
+        dataset, metric = parts[0], parts[3]
+        if not any(metric.startswith(m) if m.endswith("@") else metric == m for m in AME_METRICS):
+            continue
+        if metric.startswith("IoU@"):
+            info["data"]["test"][dataset] = float(metric[4:])
+        info["data"]["test"].setdefault(dataset, 0.5)
+        rows += rows_from_metrics(info, dataset, "oracle", {metric: value})
+    return rows, ({info["run"]: info} if rows else {})

@@ -445,3 +445,4 @@ def test_channels_last_converts_4d_tensors_and_leaves_3d_conv_weights():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     x = torch.randn(2, 3, 4, 9, 9)
     assert net(x).shape == (2, 5, 5, 5)
+

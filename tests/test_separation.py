@@ -130,3 +130,24 @@ def test_an_all_zero_sounding_waveform_is_an_error(tmp_path):
         solo.wave(1)
     with pytest.raises(FileNotFoundError, match="meta.json"):
         SoloScenes(tmp_path / "nowhere")
+
+
+def test_fast_bss_eval_is_exact_after_the_stage_sets_two_threads():
+    """Every stage calls torch.set_num_threads(threads); with 2 threads MKL's threaded LU inside
+    fast_bss_eval failed ("Parameter 6 ... DLASWP") and stalled on a Xeon. bss_eval solves with
+    one thread and restores the setting; its scores equal mir_eval's."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rng = np.random.default_rng(3)
+        refs = _sources(2, seed=5)
+        ests = refs + 0.3 * rng.standard_normal(refs.shape)
+        fast = M.bss_eval(refs, ests, "fast_bss_eval")
+        ref = M.bss_eval(refs, ests, "mir_eval")
+        assert torch.get_num_threads() == 2
+        for name in M.METRICS:
+            assert np.abs(getattr(fast, name.lower()) - getattr(ref, name.lower())).max() < 1e-4
+    finally:
+        torch.set_num_threads(before)

@@ -230,3 +230,19 @@ def test_swapped_tables_show_only_the_references_that_never_listen_with_their_ow
     assert table.loc["visual_only [reference]", col] == 47.0
     assert "perfect [reference]" not in table.index
     assert table.attrs["references"] == ["chance [reference]", "visual_only [reference]"]
+
+
+def test_ame_rows_from_the_separation_metrics_join_table1_only():
+    from avgn_lib.results import separation_rows
+
+    metrics = {"instruments_solo.localization.ame.AP": 0.56, "instruments_solo.localization.ame.IoU@0.5": 0.9,
+               "instruments_solo.localization.ame.sync_acc": 0.55, "instruments_solo.mix2.amnet.SDR": -2.8,
+               "backend_max_abs_diff_dB": 0.0}
+    rows, infos = separation_rows(metrics)
+    assert {r["metric"] for r in rows} == {"AP", "IoU@0.5"}
+    assert infos["separation_ame"]["data"]["test"] == {"instruments_solo": 0.5}
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    table = T.build_table(next(t for t in T.TABLES if t.name == "table1"), frame, infos)
+    assert table.loc["AME motion CAM (separation stage) [separation_ame]",
+                     ("instruments_solo", "AP")] == 56.0
+    assert separation_rows({"x.mix2.amnet.SDR": 1.0}) == ([], {})

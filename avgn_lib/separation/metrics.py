@@ -90,9 +90,18 @@ def bss_eval(refs: np.ndarray, ests: np.ndarray, backend: str = "fast_bss_eval",
         import fast_bss_eval
         import torch
 
-        scores = fast_bss_eval.bss_eval_sources(
-            torch.from_numpy(refs), torch.from_numpy(ests), compute_permutation=False,
-            use_cg_iter=cg_iter, clamp_db=CLAMP_DB)
+        # One thread for the solve: after torch.set_num_threads(2) (what every stage calls),
+        # MKL's threaded float64 LU inside fast_bss_eval printed "Parameter 6 was incorrect on
+        # entry to DLASWP" and stalled (2026-12-02, torch 2.9.1, Xeon); with one thread it is
+        # exact (tests/test_separation.py checks it against mir_eval after setting 2 threads).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            scores = fast_bss_eval.bss_eval_sources(
+                torch.from_numpy(refs), torch.from_numpy(ests), compute_permutation=False,
+                use_cg_iter=cg_iter, clamp_db=CLAMP_DB)
+        finally:
+            torch.set_num_threads(threads)
         scores = [s.numpy() for s in scores]
     sdr, sir, sar = (np.clip(np.asarray(v, np.float64), -CLAMP_DB, CLAMP_DB) for v in scores)
     if not all(np.isfinite(v).all() for v in (sdr, sir, sar)):
