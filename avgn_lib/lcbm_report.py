@@ -217,15 +217,15 @@ def report_section(models: dict[str, nn.Module], data: Dataset, split_dir: str |
             "whole frame as the box": full_frame_box_scores(gt, tuple(images.shape[1:3]),
                                                             iou_threshold)}
     pct = lambda t: (100 * t).round(1)  # noqa: E731
-    head_md = pct(classification_table(heads)).astype(object).where(
-        classification_table(heads).notna(), "—").to_markdown()
+    head_table = classification_table(heads).round(1)                 # already percent
+    head_md = head_table.astype(object).where(head_table.notna(), "—").to_markdown()
     mom = moment_table(moments, ("AP", f"IoU@{iou_threshold:g}", "AUC", "box_IoU",
                                  f"box_P@{iou_threshold:g}"))
     box_keys = [c for c in mom.columns if c.startswith("box_")]
     ref_rows = pd.DataFrame([{"method": name, "moment": "—", **{k: r.get(k, np.nan) for k in box_keys}}
                              for name, r in refs.items()]).set_index(["method", "moment"])
-    table = pd.concat([mom, ref_rows])
-    table_md = pct(table).astype(object).where(table.notna(), "—").to_markdown()
+    table = pct(pd.concat([mom, ref_rows])).reset_index()            # plain columns, no tuples
+    table_md = table.astype(object).where(table.notna(), "—").to_markdown(index=False)
     md = (f"## Less Can Be More: classification-CAM localization ({split_dir.parent.name} test)\n\n"
           "Their Table 3, accuracy of each head (percent; a sample is right when its top classes "
           "are its sounding classes):\n\n" + head_md + "\n\n"

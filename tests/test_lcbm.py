@@ -208,3 +208,5 @@ def test_report_section_gives_both_tables_with_moments_and_box_references(tmp_pa
     assert full["box_IoU"] == pytest.approx(16 * 16 / (32 * 32))   # the box covers a quarter
     for text in ("AV-head", "selected", "mid", "whole frame as the box", "visual-only objectness box"):
         assert text in md
+    assert "('" not in md                                               # no tuple row labels
+    assert f"{100 * summary['heads']['single']['av']:.1f}" in md         # percent, scaled once

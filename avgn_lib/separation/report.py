@@ -6,7 +6,7 @@
   scored mixture; ``N`` mixtures scored, ``skipped`` mixtures with a silent reference or estimate,
   the rule of metrics.py) and AME's localization row (percent), plus the backend check;
 * ``metrics.json``: a flat ``{"<dataset>.<test set>.<method>.<metric>": value}`` of every
-  table number; ``headline.json`` its few headline keys (the DVC metric).
+  table number; ``headline/<dataset>.json`` its few headline keys (the DVC metric).
 
 A row whose mixtures were all skipped prints ``n/a``, never NaN.
 """
@@ -97,17 +97,27 @@ def write_outputs(rows: Sequence[dict[str, Any]], out_dir: str | Path, iou_thres
     if agreement:
         metrics["backend_max_abs_diff_dB"] = round(worst, 6)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True))
-    (out_dir / "headline.json").write_text(json.dumps(headline(metrics), indent=1, sort_keys=True))
+    folder = out_dir / "headline"
+    folder.mkdir(exist_ok=True)
+    for dataset in sorted(df["dataset"].unique()):
+        (folder / f"{dataset}.json").write_text(json.dumps(headline(metrics, dataset), indent=1,
+                                                           sort_keys=True))
     return tables
 
 
-def headline(metrics: dict[str, float]) -> dict[str, float]:
-    """The few numbers of the DVC metric (``dvc metrics show`` fits a terminal): SDR of the
-    ceiling and both AMnet stages per test set, AME's AP / AUC and sync accuracy."""
-    keep = [k for k in metrics
-            if (k.endswith(".SDR") and ".mixture." not in k)
-            or k.endswith((".ame.AP", ".ame.AUC", ".ame.sync_acc"))]
-    return {k: metrics[k] for k in keep}
+def headline(metrics: dict[str, float], dataset: str) -> dict[str, float]:
+    """The DVC metric of one dataset, in the report's headline names so that ``dvc metrics show``
+    adds one column, not one per number: AME's motion-CAM ``single.AP`` / ``single.AUC``
+    (percent, as the report's headline files) and the full AMnet's 2-mix ``mix2.SDR`` (dB).
+    Every other number stays in ``metrics.json`` and ``tables.md``."""
+    out = {}
+    for name, key, scale in (("single.AP", "localization.ame.AP", 100.0),
+                             ("single.AUC", "localization.ame.AUC", 100.0),
+                             ("mix2.SDR", "mix2.amnet.SDR", 1.0)):
+        value = metrics.get(f"{dataset}.{key}")
+        if value is not None:
+            out[name] = round(scale * value, 2)
+    return out
 
 
 def _log_spec(wave: np.ndarray, cfg: STFTConfig) -> np.ndarray:
