@@ -58,6 +58,16 @@ def describe(label: str, v: np.ndarray) -> str:
     return f"{label} {v.mean():.1f}" + (f" ± {s:.1f}" if not np.isnan(s) else " (1 seed)")
 
 
+def _full_model(info: dict[str, Any]) -> bool:
+    """A run of a method's full model: neither AVGN ablation switch is off."""
+    return all(info.get("model", {}).get(k, True) for k in ("use_class_tokens", "use_grouping"))
+
+
+def _of_vocab(runs: list[str], infos: dict[str, dict[str, Any]], vocab: str) -> list[str]:
+    """The runs tested on ``vocab``'s test sets."""
+    return [r for r in runs if any(d.startswith(vocab) for d in infos[r]["data"]["test"])]
+
+
 def _groups(infos: dict[str, dict[str, Any]], table: str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for run, info in infos.items():
@@ -80,7 +90,7 @@ def best_claim(results: pd.DataFrame, infos: dict[str, dict[str, Any]], table: s
     ``table`` (ablations of the same method excluded)."""
     groups = _groups(infos, table)
     full = [g for g, runs in groups.items() if infos[runs[0]]["method"] == method
-            and all(infos[runs[0]]["model"].get(k, True) for k in ("use_class_tokens", "use_grouping"))]
+            and _full_model(infos[runs[0]])]
     rivals = [g for g, runs in groups.items() if infos[runs[0]]["method"] != method]
     measure = f"{dataset} {metric}"
     # one vocabulary's runs are scored on its own test sets only: keep the groups with values
@@ -188,17 +198,16 @@ def claim_verdicts(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
         results, [("softmax", depth3), ("hard", hard)], "instruments_duet", "CAP")
         if hard else dict(measure="instruments_duet CAP", evidence="no hard-assignment run in "
                           "this profile (params/paper.yaml has one)", verdict=NOT_RUN))
+    trio_avgn = _find(infos, "trio", method="avgn", use_class_tokens=True, use_grouping=True)
     for vocab in ("instruments", "everyday"):
-        avgn = _find(infos, "trio", method="avgn", use_class_tokens=True, use_grouping=True)
-        avgn = [r for r in avgn if any(d.startswith(vocab) for d in infos[r]["data"]["test"])]
-        add("3-source performance is close to duet", trio_claim(results, references, avgn, vocab))
+        add("3-source performance is close to duet",
+            trio_claim(results, references, _of_vocab(trio_avgn, infos, vocab), vocab))
+    tvsl_two = _find(infos, "tvsl7", method="tvsl", variant="two_stage")
+    tvsl_one = _find(infos, "tvsl7", method="tvsl", variant="single_stage")
     for dataset, metric in (("everyday_single", "AP"), ("everyday_duet", "CAP"),
                             ("instruments_solo", "AP"), ("instruments_duet", "CAP")):
-        two = _find(infos, "tvsl7", method="tvsl", variant="two_stage")
-        one = _find(infos, "tvsl7", method="tvsl", variant="single_stage")
         vocab = dataset.split("_")[0]
-        two, one = ([r for r in runs if any(d.startswith(vocab) for d in infos[r]["data"]["test"])]
-                    for runs in (two, one))
+        two, one = _of_vocab(tvsl_two, infos, vocab), _of_vocab(tvsl_one, infos, vocab)
         avgn = [r for r, i in infos.items() if i.get("method") == "avgn"
                 and i.get("group") == f"{vocab}_avgn"]
         if two or one:
@@ -215,8 +224,10 @@ def claim_verdicts(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _one_seed(a: float, b: float, name_a: str, name_b: str) -> str:
-    return f"{name_a} {a:.1f} vs {name_b} {b:.1f} (1 seed: {name_a if a > b else name_b} ahead)"
+def _one_seed(a: float, b: float, name_a: str, name_b: str, unit: str = "",
+              note: str = "1 seed: ") -> str:
+    """"a vs b" with the leader named, for comparisons the spread rule cannot decide."""
+    return f"{name_a} {a:.1f} vs {name_b} {b:.1f}{unit} ({note}{name_a if a > b else name_b} ahead)"
 
 
 def lcbm_claims(summary: dict[str, Any] | None) -> list[tuple[str, dict[str, str]]]:
@@ -258,8 +269,8 @@ def separation_claims(metrics: dict[str, float] | None) -> list[tuple[str, dict[
         where = key[: -len(".amnet.SDR")]
         app = metrics.get(f"{where}.appearance.SDR")
         if app is not None:
-            parts.append(f"{where}: " + _one_seed(metrics[key], app, "AMnet", "appearance")
-                         .replace(" (1 seed: ", " dB (").replace(" ahead)", " ahead)"))
+            parts.append(f"{where}: " + _one_seed(metrics[key], app, "AMnet", "appearance",
+                                                  unit=" dB", note=""))
     return [(claim, dict(measure="SDR (dB)", evidence="; ".join(parts) + "; 1 seed",
                          verdict=INCONCLUSIVE))]
 
@@ -285,7 +296,7 @@ def _groups_of(infos: dict[str, dict[str, Any]], method: str) -> dict[str, list[
     for run, info in infos.items():
         if info.get("method") != method:
             continue
-        if not all(info.get("model", {}).get(k, True) for k in ("use_class_tokens", "use_grouping")):
+        if not _full_model(info):
             continue
         out.setdefault(info["group"], []).append(run)
     return out
