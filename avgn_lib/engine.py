@@ -286,7 +286,8 @@ def _best(history: list[dict[str, float]], cfg: TrainConfig) -> float | None:
     return min(values) if cfg.select_mode == "min" else max(values)
 
 
-def _resume_mismatch(ckpt: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any]) -> list[str]:
+def _resume_mismatch(ckpt: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any],
+                     precision_used: str) -> list[str]:
     """Names of the settings that differ between a saved ``last.pt`` and the current run."""
     saved, now = ckpt["train_cfg"], to_dict(cfg)
     changed = [f"train.{k}" for k in sorted(now)
@@ -294,6 +295,10 @@ def _resume_mismatch(ckpt: dict[str, Any], cfg: TrainConfig, meta: dict[str, Any
     for key in ("method", "model_cfg", "num_classes", "class_names", "fingerprint"):
         if meta.get(key) is not None and ckpt.get(key) != meta[key]:
             changed.append(key)
+    # precision "auto" resolves per device (bf16 on CUDA, fp32 on CPU): the same config on another
+    # machine is another arithmetic, and resuming across it would not be bit-identical
+    if ckpt.get("precision_used", precision_used) != precision_used:
+        changed.append("precision_used")
     return changed
 
 
@@ -346,10 +351,11 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
     last_path, best_path = ckpt_dir / "last.pt", ckpt_dir / "best.pt"
     if resume not in (True, False, "auto"):
         raise ValueError(f"fit(resume=...): expected True, False or 'auto', got {resume!r}")
+    precision_used = resolve_precision(cfg.precision, device)
     ckpt = None
     if resume is True or (resume == "auto" and last_path.is_file()):
         ckpt = load_checkpoint(last_path)
-        changed = _resume_mismatch(ckpt, cfg, meta)
+        changed = _resume_mismatch(ckpt, cfg, meta, precision_used)
         if changed and resume is True:
             raise ValueError(f"{last_path}: cannot resume, the run's settings differ in {changed}")
         if changed:
@@ -419,7 +425,8 @@ def fit(model: nn.Module, train_set: Dataset, val_set: Dataset | None, cfg: Trai
         if dist_info.is_main:
             _write_history(out_dir, history)
             (out_dir / "timings.json").write_text(json.dumps(timings, indent=1))
-            fields = dict(meta, train_cfg=to_dict(cfg), epoch=epoch + 1, model=model.state_dict(),
+            fields = dict(meta, train_cfg=to_dict(cfg), precision_used=precision_used,
+                          epoch=epoch + 1, model=model.state_dict(),
                           optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                           rng=rng, history=history)
             save_checkpoint(last_path, **fields)

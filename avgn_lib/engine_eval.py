@@ -140,6 +140,21 @@ def evaluate_presence(model: nn.Module, data: DataLoader | Dataset, *, threshold
     (``presence_a``, ``presence_v``, ``presence_av``), ``cls_m_precision`` / ``_recall`` /
     ``_F1`` / ``_top1`` of :func:`avgn_lib.metrics.presence_scores` over every sample (silent ones count:
     nothing should be predicted). Empty dict for a model without presence outputs."""
+    probs, labels = presence_outputs(model, data, precision=precision,
+                                     channels_last=channels_last, batch_size=batch_size)
+    result = {}
+    for mod, p in probs.items():
+        scores = presence_scores(p, labels, threshold)
+        result.update({f"cls_{mod}_{k}": v for k, v in scores.items()})
+    return result
+
+
+@torch.no_grad()
+def presence_outputs(model: nn.Module, data: DataLoader | Dataset, *, precision: str = "fp32",
+                     channels_last: bool = False, batch_size: int = 64
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The presence probabilities of every modality head the model has, ``{"a" | "v" | "av":
+    (N, C)}``, and the multi-hot labels (N, C), over ``data`` in order."""
     model = _unwrap(model)
     device = _model_device(model, pick_device("auto"))
     model.to(device).eval()
@@ -154,11 +169,8 @@ def evaluate_presence(model: nn.Module, data: DataLoader | Dataset, *, threshold
             if f"presence_{mod}" in out:
                 probs.setdefault(mod, []).append(out[f"presence_{mod}"].float().cpu().numpy())
         labels.append(batch["labels"].numpy())
-    result = {}
-    for mod, chunks in probs.items():
-        scores = presence_scores(np.concatenate(chunks), np.concatenate(labels), threshold)
-        result.update({f"cls_{mod}_{k}": v for k, v in scores.items()})
-    return result
+    y = np.concatenate(labels) if labels else np.zeros((0, 0), dtype=np.float32)
+    return {k: np.concatenate(v) for k, v in probs.items()}, y
 
 
 def _per_class(masks: np.ndarray, classes: np.ndarray) -> dict[int, np.ndarray]:

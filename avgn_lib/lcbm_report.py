@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from avgn_lib.data.datasets import box_mask
 from avgn_lib.device import to_device
-from avgn_lib.engine_eval import _input_keys, as_loader, evaluate_localization
+from avgn_lib.engine_eval import _input_keys, as_loader, evaluate_localization, presence_outputs
 from avgn_lib.models.lcbm import MOMENTS, cam_box
 
 HEAD_COLUMNS = {"av": "AV-head", "a": "A-head", "v": "V-head"}
@@ -110,18 +110,8 @@ def _device(model: nn.Module) -> torch.device:
 def head_accuracies(model: nn.Module, data: DataLoader | Dataset, batch_size: int = 64
                     ) -> dict[str, float]:
     """{"av", "a", "v" (where the variant has them): :func:`head_accuracy`} on ``data``."""
-    model.eval()
-    probs: dict[str, list[np.ndarray]] = {}
-    labels = []
-    for batch in as_loader(data, batch_size):
-        inputs = to_device({k: batch[k] for k in _input_keys(model) if k in batch}, _device(model))
-        out = model(inputs)
-        for key in HEAD_COLUMNS:
-            if f"presence_{key}" in out:
-                probs.setdefault(key, []).append(out[f"presence_{key}"].float().cpu().numpy())
-        labels.append(batch["labels"].numpy())
-    y = np.concatenate(labels)
-    return {k: head_accuracy(np.concatenate(v), y) for k, v in probs.items()}
+    probs, labels = presence_outputs(model, data, batch_size=batch_size)
+    return {k: head_accuracy(p, labels) for k, p in probs.items() if k in HEAD_COLUMNS}
 
 
 @torch.no_grad()

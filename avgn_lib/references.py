@@ -80,35 +80,56 @@ def _perfect(split_dir: Path, rng: np.random.Generator, **_: Any) -> list[np.nda
 
 
 @torch.no_grad()
+def _objectness(feats: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(N, C, h, w) trunk features -> (N, H, W) their L2 norm, bilinearly resized to ``size``."""
+    norm = feats.float().norm(dim=1, keepdim=True)
+    return F.interpolate(norm, size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
+
+
 def objectness_maps(images: np.ndarray, upsample: float = 2.0, batch_size: int = 32) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, H, W) L2 norm of the frozen ImageNet EfficientNet-Lite0 features
     (stride 16 after resizing by ``upsample``), bilinearly resized back to (H, W)."""
     from avgn_lib.data.image import to_tensor
-    from avgn_lib.models.trunks import EfficientNetLite0Trunk
 
-    trunk = EfficientNetLite0Trunk(pretrained=True, trainable="none", upsample=upsample).eval()
+    trunk = _trunk(upsample)
     out = []
     for start in range(0, len(images), batch_size):
         x = to_tensor(np.array(images[start:start + batch_size]))  # a writable copy of the memmap
         # channels_last: 1.7x faster for this trunk in fp32 on CPU (benchmarks/bench_trunk.py)
-        norm = trunk(x.contiguous(memory_format=torch.channels_last)).norm(dim=1, keepdim=True)
-        out.append(F.interpolate(norm, size=x.shape[-2:], mode="bilinear",
-                                 align_corners=False)[:, 0].numpy())
+        out.append(_objectness(trunk(x.contiguous(memory_format=torch.channels_last)),
+                               tuple(x.shape[-2:])))
     return np.concatenate(out)
+
+
+def _trunk(upsample: float) -> torch.nn.Module:
+    from avgn_lib.models.trunks import EfficientNetLite0Trunk
+
+    return EfficientNetLite0Trunk(pretrained=True, trainable="none", upsample=upsample).eval()
 
 
 @register_reference("visual_only", "visual-only (ImageNet trunk objectness, no audio)")
 def _visual_only(split_dir: Path, rng: np.random.Generator, upsample: float = 1.5,
-                 **_: Any) -> list[np.ndarray]:
-    images = np.load(split_dir / "images.npy", mmap_mode="r")
+                 feature_cache_dir: str | Path | None = None, **_: Any) -> list[np.ndarray]:
     slots = np.load(split_dir / "classes.npy").shape[1]
-    return [np.repeat(m[None], slots, axis=0) for m in objectness_maps(images, upsample)]
+    if feature_cache_dir is None:
+        maps = objectness_maps(np.load(split_dir / "images.npy", mmap_mode="r"), upsample)
+    else:
+        # the features the train stage cached for this split (the same trunk and scale: the
+        # same key), float16 as the methods were evaluated on; computed and stored if absent
+        from avgn_lib.data.datasets import SceneDataset
+        from avgn_lib.data.features import cache_trunk_features
+
+        data = SceneDataset(split_dir, clips=False)
+        feats = cache_trunk_features(data, _trunk(upsample), hflip=False, channels_last=True,
+                                     cache_dir=feature_cache_dir).feats[0]
+        maps = _objectness(feats, tuple(data[0]["image"].shape[-2:]))
+    return [np.repeat(m[None], slots, axis=0) for m in maps]
 
 
 def evaluate_reference(name: str, split_dir: str | Path, iou_threshold: float,
                        seed: int = 0, **options: Any) -> dict[str, Any]:
     """Metrics of reference ``name`` on a built split (``data/built/<dataset>/test``);
-    ``options`` go to the reference (``upsample`` of ``visual_only``)."""
+    ``options`` go to the reference (``upsample`` and ``feature_cache_dir`` of ``visual_only``)."""
     if name not in REFERENCES:
         raise ValueError(f"unknown reference {name!r}; available: {sorted(REFERENCES)}")
     split_dir = Path(split_dir)

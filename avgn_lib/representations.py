@@ -26,9 +26,33 @@ class; a mixture has no one class to colour by, a silent sample none):
   factorization of P whose aspect ratio is closest to the mask's (the models flatten it away);
   when H is not a multiple of h the area bins are the adaptive-pooling ones.
 
-Models without such a pair (Mix-and-Localize's K source heads, DMC's and CoarsetoFine's
-per-position audio, Attention10k's attended vector without a bag, DSOL) are refused with a
-``ValueError`` naming the model.
+Two of the paper's baselines need a word of their own:
+
+* **DSOL** returns its heads' outputs (pair logits, the map, K-way category logits, trunk-space
+  object features; in stage 2 the K-way category evidence), no embedding pair. Its f^a (B, D)
+  and f^v (B, P, D) are the shared encoders' (``DualEncoderMethod``), the space in which its
+  map m = sigmoid(w cos(f^a, f^v_p)) is computed and from which its class heads read, so they
+  are taken from the base class's forward (unit norm, ``feat_a`` / ``feat_v``) and treated as
+  above. Not the K-way ``logits_a`` / ``logits_v`` or stage 2's ``teacher_logits`` /
+  ``evidence``, although they are the category-aware outputs: they are classifier scores over
+  K clusters (class ids only with ``pseudo_labels: labels``), not representations of the
+  source, so their k-NN accuracy would be the heads' classification accuracy and not comparable
+  with the D-dim embeddings of the other rows; the evidence exists only in stage 2, and the
+  audio side's is a frozen stage-1 snapshot. The same vectors are read in both stages, and
+  DSOL's own forward (which in stage 2 needs a formed dictionary) is not run.
+* **Mix-and-Localize** has K source nodes a_k (B, K, D), its K audio heads applied to the
+  mixture's vector, and region nodes (B, P, D). The visual vector is the bag's mask-weighted
+  mean v as above; the audio vector is the head k* = argmax_k a_k . v, the source node whose
+  map cos(a_k, v_p) has the highest area-weighted mean over the sounding mask (with unit-norm
+  nodes the two are the same number): the source the model itself puts on the sounding
+  object, the one its random walk would step from onto that region. Not the pre-head mixture
+  vector: the model never compares it with the image (only the heads meet the regions), so it
+  is not in the space the visual vector lives in and is not what the method localizes with.
+  The pick uses the mask, as the visual side does, and never the class; ties go to the lower
+  head.
+
+Models without such a pair (DMC's and CoarsetoFine's per-position audio, Attention10k's
+attended vector without a bag) are refused with a ``ValueError`` naming the model.
 """
 from __future__ import annotations
 
@@ -45,6 +69,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from avgn_lib.device import pick_device, to_device
 from avgn_lib.engine_eval import _input_keys, _model_device, _unwrap, as_loader
+from avgn_lib.models.common import DualEncoderMethod
+from avgn_lib.models.dsol import DSOL
+from avgn_lib.models.mix_localize import MixLocalize
 
 # (audio, visual) output pairs, in the order they are looked for.
 CLASS_AWARE_OUTPUTS = (("class_a", "class_v"), ("cond_a", "cond_v"), ("z_a", "z_v"))
@@ -58,19 +85,32 @@ def _name(model: nn.Module) -> str:
     return getattr(model, "name", None) or type(model).__name__
 
 
-def _pick_outputs(out: dict[str, Tensor], model: nn.Module) -> tuple[str, str, bool]:
-    """(audio key, visual key, class-aware) of the first usable pair of ``out``; ``ValueError``
-    naming the model and its output shapes when there is none."""
+def _forward(model: nn.Module, inputs: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The outputs the vectors are read from: DSOL's encoders' pair (the base class's forward,
+    module docstring) instead of its heads' outputs; every other model's own forward."""
+    if isinstance(model, DSOL):
+        return DualEncoderMethod.forward(model, inputs)
+    return model(inputs)
+
+
+def _pick_outputs(out: dict[str, Tensor], model: nn.Module) -> tuple[str, str, str]:
+    """(audio key, visual key, kind) of the first usable pair of ``out``, kind "class" for a
+    class-aware (B, C, D) pair, "bag" for a global audio vector with a visual bag, "heads" for
+    Mix-and-Localize's source nodes (B, K, D) with its region nodes; ``ValueError`` naming the
+    model and its output shapes when there is none."""
     num_classes = getattr(model, "num_classes", None)
     if getattr(model, "class_aware", True):
         for a, v in CLASS_AWARE_OUTPUTS:
             if a in out and v in out and out[a].dim() == 3 and out[a].shape == out[v].shape \
                     and (num_classes is None or out[a].shape[1] == num_classes):
-                return a, v, True
+                return a, v, "class"
     for a, v in CLASS_AGNOSTIC_OUTPUTS:
         if a in out and v in out and out[a].dim() == 2 and out[v].dim() == 3 \
                 and out[a].shape[-1] == out[v].shape[-1]:
-            return a, v, False
+            return a, v, "bag"
+    # by type, not shape: DMC's per-position audio is (B, P_a, D) too
+    if isinstance(model, MixLocalize) and out["feat_a"].dim() == 3 and out["feat_v"].dim() == 3:
+        return "feat_a", "feat_v", "heads"
     shapes = {k: tuple(t.shape) for k, t in out.items() if isinstance(t, Tensor)}
     raise ValueError(
         f"{_name(model)}: no per-sample audio and visual vectors among its outputs {shapes}; "
@@ -111,15 +151,15 @@ def embeddings(model: nn.Module, data: DataLoader | Dataset, batch_size: int = 6
     model = _unwrap(model)
     device = _model_device(model, pick_device("auto"))
     model.to(device).eval()
-    keys: tuple[str, str, bool] | None = None
+    keys: tuple[str, str, str] | None = None
     parts: dict[str, list[np.ndarray]] = {"audio": [], "visual": [], "classes": []}
     n = 0
     for batch in as_loader(data, batch_size):
         inputs = to_device({k: batch[k] for k in _input_keys(model) if k in batch}, device)
-        out = model(inputs)
+        out = _forward(model, inputs)
         if keys is None:
             keys = _pick_outputs(out, model)
-        key_a, key_v, class_aware = keys
+        key_a, key_v, kind = keys
         classes = batch["classes"].long()  # (B, S)
         valid = classes >= 0
         rows = (valid.sum(1) == 1).nonzero().flatten()
@@ -129,7 +169,7 @@ def embeddings(model: nn.Module, data: DataLoader | Dataset, batch_size: int = 6
             continue
         slot = valid[rows].long().argmax(1)  # the one sounding slot
         true = classes[rows, slot]
-        if class_aware:
+        if kind == "class":
             c = out[key_a].shape[1]
             if int(true.max()) >= c:
                 raise ValueError(f"{_name(model)}: class {int(true.max())} in the data, but "
@@ -138,8 +178,11 @@ def embeddings(model: nn.Module, data: DataLoader | Dataset, batch_size: int = 6
             audio, visual = out[key_a][r, k], out[key_v][r, k]
         else:
             r = rows.to(device)
-            audio = out[key_a][r]
             visual = _masked_mean(out[key_v][r], batch["masks"][rows, slot].to(device))
+            audio = out[key_a][r]
+            if kind == "heads":  # (n, K, D): the head that best matches the sounding region
+                best = (audio.float() @ visual[:, :, None]).squeeze(-1).argmax(1)  # (n,)
+                audio = audio[torch.arange(len(r), device=device), best]
         parts["audio"].append(audio.float().cpu().numpy())
         parts["visual"].append(visual.float().cpu().numpy())
         parts["classes"].append(true.numpy())

@@ -70,6 +70,12 @@ def load_paper() -> pd.DataFrame:
 AME_METRICS = ("AP", "IoU@", "AUC", "cIoU")
 
 
+def metric_matches(metric: str, pattern: str) -> bool:
+    """A metric name against a pattern: ``"IoU@"`` (ending in ``@``) matches every threshold
+    (``IoU@0.5``, ``IoU@0.3`` ...), any other pattern only itself."""
+    return metric.startswith(pattern) if pattern.endswith("@") else metric == pattern
+
+
 def separation_rows(metrics: dict[str, float], tables: tuple[str, ...] = ("table1",)
                     ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """Tidy rows and a run.json-like info for AME's motion-CAM localization from the separation
@@ -83,7 +89,7 @@ def separation_rows(metrics: dict[str, float], tables: tuple[str, ...] = ("table
         if len(parts) != 4 or parts[1:3] != ["localization", "ame"]:
             continue
         dataset, metric = parts[0], parts[3]
-        if not any(metric.startswith(m) if m.endswith("@") else metric == m for m in AME_METRICS):
+        if not any(metric_matches(metric, m) for m in AME_METRICS):
             continue
         if metric.startswith("IoU@"):
             info["data"]["test"][dataset] = float(metric[4:])

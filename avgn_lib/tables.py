@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from avgn_lib.results import metric_matches
 from avgn_lib.verdicts import beats
 
 
@@ -111,12 +112,11 @@ TABLE_NAMES = tuple(t.name for t in TABLES)
 
 
 def _match(metric: str, wanted: tuple[str, ...]) -> bool:
-    return any(metric.startswith(w) if w.endswith("@") else metric == w for w in wanted)
+    return any(metric_matches(metric, w) for w in wanted)
 
 
 def _order(metric: str, wanted: tuple[str, ...]) -> int:
-    return next(i for i, w in enumerate(wanted)
-                if (metric.startswith(w) if w.endswith("@") else metric == w))
+    return next(i for i, w in enumerate(wanted) if metric_matches(metric, w))
 
 
 def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[str, Any]],

@@ -215,6 +215,19 @@ def test_resume_rejects_changed_config_and_missing_file(tmp_path):
         fit(ToyModel(), ToyDataset(), None, small_cfg(), tmp_path / "empty", resume=True)
 
 
+def test_resume_rejects_another_resolved_precision(tmp_path):
+    """precision 'auto' is bf16 on CUDA and fp32 on CPU: a last.pt written with the other
+    arithmetic must not be continued as if the run were the same."""
+    _run(tmp_path, "run", small_cfg(epochs=1))
+    path = tmp_path / "run" / "last.pt"
+    ckpt = load_checkpoint(path)
+    assert ckpt["precision_used"] == "fp32"
+    ckpt["precision_used"] = "bf16"  # as a CUDA machine would have written it
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="differ in \\['precision_used'\\]"):
+        fit(ToyModel(), ToyDataset(), None, small_cfg(epochs=2), tmp_path / "run", resume=True)
+
+
 def test_auto_resume_from_checkpoint_dir_and_fresh_start_on_change(tmp_path):
     """resume='auto' (the pipeline's mode): continue from a last.pt kept outside the outputs
     when every setting matches; start fresh, never crash, when one differs."""

@@ -135,10 +135,87 @@ def test_embeddings_of_a_tiny_ezvsl_pool_the_bag_over_the_mask_by_area():
     np.testing.assert_allclose(emb["visual"][1], fv[1].mean(0).numpy(), atol=1e-6)
 
 
+def cell_data():
+    """Single-source samples 0 (class 1, cells 0 and 4 of the 4 x 4 grid) and 2 (class 2, cells
+    5, 6, 7), a mixture and a silent sample; the masks follow the 16 px cell borders."""
+    m0 = torch.zeros(2, SIZE, SIZE, dtype=torch.uint8)
+    m0[0, 0:32, 0:16] = 1
+    m2 = torch.zeros(2, SIZE, SIZE, dtype=torch.uint8)
+    m2[0, 16:32, 16:64] = 1
+    return [sample([1, -1], m0, seed=0), sample([0, 1], seed=1), sample([2, -1], m2, seed=2),
+            sample([-1, -1], seed=3)], {0: [0, 4], 2: [5, 6, 7]}
+
+
+def stacked(data):
+    return {k: torch.stack([d[k] for d in data]) for k in ("image", "spec")}
+
+
+def test_embeddings_of_a_tiny_mix_localize_take_the_head_on_the_sounding_region():
+    torch.manual_seed(0)
+    model = build_model("mix_localize", C, {**TINY_ENC, "visual_stride": 16, "num_sources": 3})
+    data, cells = cell_data()
+    emb = embeddings(model, data, batch_size=8)
+    assert emb["audio"].shape == emb["visual"].shape == (2, 32)
+    assert emb["audio"].dtype == emb["visual"].dtype == np.float32
+    assert emb["classes"].tolist() == [1, 2]
+    with torch.no_grad():
+        out = model.eval()(stacked(data))
+    fa, fv = out["feat_a"], out["feat_v"]  # (4, 3, 32) source nodes, (4, 16, 32) region nodes
+    assert fa.shape == (4, 3, 32) and fv.shape == (4, 16, 32)
+    for row, (i, p) in enumerate(cells.items()):
+        np.testing.assert_allclose(emb["visual"][row], fv[i, p].mean(0).numpy(), atol=1e-6)
+        inside = (fa[i] @ fv[i, p].t()).mean(1)  # (K,): each head's mean map over the mask
+        np.testing.assert_allclose(emb["audio"][row], fa[i, inside.argmax()].numpy(), atol=1e-6)
+    # the head is picked by what it matches, not by its index
+    model.heads = torch.nn.ModuleList(list(model.heads)[::-1])
+    again = embeddings(model, data, batch_size=8)
+    np.testing.assert_allclose(again["audio"], emb["audio"], atol=1e-6)
+    np.testing.assert_allclose(again["visual"], emb["visual"], atol=1e-6)
+    assert embeddings(model, dataset(), batch_size=4)["classes"].tolist() == [0, 2, 1, 0]
+
+
+@pytest.mark.parametrize("pseudo_labels", ["kmeans", "labels"])
+def test_embeddings_of_a_tiny_dsol_are_its_encoders_pair_in_both_stages(pseudo_labels):
+    torch.manual_seed(0)
+    model = build_model("dsol", C, {**TINY_ENC, "visual_stride": 16, "stage1_steps": 2,
+                                    "cluster_start": 0, "pseudo_labels": pseudo_labels})
+    data, cells = cell_data()
+    emb = embeddings(model, data, batch_size=8)
+    assert emb["audio"].shape == emb["visual"].shape == (2, 32)
+    assert emb["audio"].dtype == emb["visual"].dtype == np.float32
+    assert emb["classes"].tolist() == [1, 2]
+    batch = stacked(data)
+    with torch.no_grad():
+        model.eval()
+        fa = torch.nn.functional.normalize(model.audio(batch["spec"]), dim=-1)  # (4, 32)
+        bag = model.visual(batch["image"]).flatten(2).transpose(1, 2)
+        fv = torch.nn.functional.normalize(bag, dim=-1)  # (4, 16, 32)
+        own = model(batch)
+    for row, (i, p) in enumerate(cells.items()):
+        np.testing.assert_allclose(emb["audio"][row], fa[i].numpy(), atol=1e-6)
+        np.testing.assert_allclose(emb["visual"][row], fv[i, p].mean(0).numpy(), atol=1e-6)
+        # the vectors DSOL's own map is computed from: m_i(p) = sigmoid(w cos(f^a_i, f^v_ip))
+        map_i = torch.sigmoid(model.scale.detach() * (fv[i] @ torch.from_numpy(emb["audio"][row])))
+        np.testing.assert_allclose(own["map"][i].numpy(), map_i.numpy(), atol=1e-5)
+    # stage 2 with no dictionary formed: DSOL's own forward refuses, the pair is the same
+    model.steps_done.fill_(2)
+    assert model.stage == 2
+    with pytest.raises(ValueError, match="dictionary"):
+        with torch.no_grad():
+            model(batch)
+    late = embeddings(model, data, batch_size=8)
+    np.testing.assert_array_equal(late["audio"], emb["audio"])
+    np.testing.assert_array_equal(late["visual"], emb["visual"])
+    assert embeddings(model, dataset(), batch_size=4)["classes"].tolist() == [0, 2, 1, 0]
+
+
 def test_embeddings_refuse_unusable_models_and_data():
     torch.manual_seed(0)
-    model = build_model("mix_localize", C, TINY_ENC)  # feat_a is (B, K, D): K source heads
-    with pytest.raises(ValueError, match="Mix-and-Localize: no per-sample"):
+    model = build_model("dmc", C, TINY_ENC)  # feat_a is (B, P_a, D): per-position audio
+    with pytest.raises(ValueError, match="DMC: no per-sample"):
+        embeddings(model, dataset())
+    model = build_model("attention10k", C, TINY_ENC)  # an attended vector, no visual bag
+    with pytest.raises(ValueError, match="no per-sample"):
         embeddings(model, dataset())
     with pytest.raises(ValueError, match="no single-source sample"):
         embeddings(build_model("ezvsl", C, TINY_ENC), [sample([-1, -1]), sample([0, 1])])

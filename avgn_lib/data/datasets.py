@@ -93,12 +93,14 @@ class SceneDataset(Dataset):
     only the models that read it pay for normalizing it) when the split has ``clips.npy``. ``hflip`` (train-time augmentation, off by
     default) mirrors image and masks together with probability 0.5, drawn from ``torch``'s
     generator so the engine's seeding covers it. ``spec_augment`` (train-time, off by default): a
-    :class:`SpecAugment` or its fields as a dict, applied to each spectrogram.
+    :class:`SpecAugment` or its fields as a dict, applied to each spectrogram. ``clips=False``
+    leaves the clip out even when the split has one (copying and collating it is more than half
+    of the loader's time; only models that name ``clip`` in ``extra_inputs`` read it).
     """
 
     def __init__(self, root: str | Path, split: str | None = None, *, hflip: bool = False,
                  spec_mean: float = 0.0, spec_std: float = 12.0,
-                 spec_augment: SpecAugment | dict | None = None):
+                 spec_augment: SpecAugment | dict | None = None, clips: bool = True):
         root = Path(root)
         self.dir = root / split if split is not None else root
         meta_path = self.dir / "meta.json"
@@ -121,7 +123,7 @@ class SceneDataset(Dataset):
         self._arrays: dict[str, np.ndarray] | None = None
         self._len = int(np.load(self.dir / "has_source.npy", mmap_mode="r").shape[0])
         # optional: splits built before clips existed (and tiny test splits) have none
-        self.has_clips = (self.dir / "clips.npy").is_file()
+        self.has_clips = clips and (self.dir / "clips.npy").is_file()
 
     def _open(self) -> dict[str, np.ndarray]:
         if self._arrays is None:

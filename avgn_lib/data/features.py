@@ -120,3 +120,16 @@ def cache_trunk_features(dataset: Dataset, trunk: nn.Module, *, hflip: bool,
             torch.save(feats, fh)
         os.replace(tmp, path)
     return TrunkFeatures(dataset, feats, hflip)
+
+
+def with_trunk_features(dataset: Dataset, model: nn.Module, cache_dir: str | Path | None,
+                        batch_size: int = 64) -> Dataset:
+    """``dataset`` with its ``trunk_feat`` from the cache when ``model`` has a frozen pretrained
+    visual trunk (what the train stage evaluated on: the same features, float16), else
+    ``dataset`` unchanged. For evaluations after training (the report) that would otherwise run
+    the trunk over the same test images once per run."""
+    visual = getattr(model, "visual", None)
+    if visual is None or not getattr(visual, "trunk_is_pretrained", False) or visual.trunk_parameters():
+        return dataset
+    return cache_trunk_features(dataset, visual.trunk, hflip=False, batch_size=batch_size,
+                                channels_last=True, cache_dir=cache_dir)
