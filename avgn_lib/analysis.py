@@ -135,37 +135,97 @@ def pick_scenes(split_dir: str | Path, count: int, seed: int) -> list[int]:
 
 
 def qualitative_sheet(models: dict[str, nn.Module], data: Dataset, split_dir: str | Path,
-                      class_names: list[str], indices: list[int], tile: int = 128) -> np.ndarray:
+                      class_names: list[str], indices: list[int], tile: int = 128,
+                      extra: dict[str, dict[int, np.ndarray]] | None = None) -> np.ndarray:
     """The paper's Fig. 3 on our test scenes: one row per (scene, sounding source) of
     ``indices``: the frame with the source's exact mask outlined, then each method's oracle map
     for the source's class, outlined the same way and titled with its pixel AP. A class-agnostic
-    method draws the same map for both sources of a duet, which is the figure's point."""
+    method draws the same map for both sources of a duet, which is the figure's point.
+
+    ``extra`` adds one column per label after the methods': maps computed elsewhere,
+    ``{label: {scene index: map (H, W)}}`` with a map for every scene of ``indices`` at the
+    mask size (e.g. AME's motion CAM, :func:`ame_scene_maps`). A scene has one such map, so it
+    is drawn, and scored, for each of the scene's sources, as a class-agnostic method's is."""
     from torch.utils.data import Subset
 
     from avgn_lib import viz
 
-    subset = Subset(data, indices)
+    extra = dict(extra or {})
+    clash = sorted(set(extra) & set(models))
+    if clash:
+        raise ValueError(f"qualitative_sheet: extra columns {clash} are also model names")
+    for label, maps in extra.items():
+        missing = [int(i) for i in indices if int(i) not in maps]
+        if missing:
+            raise ValueError(f"qualitative_sheet: extra column {label!r} has no map for scenes "
+                             f"{missing} (it needs one per scene of {list(indices)})")
     frames = np.load(Path(split_dir, "images.npy"), mmap_mode="r")
-    results = {name: predict(m, subset, "oracle") for name, m in models.items()}
-    _, gt = next(iter(results.values()))
+    # the ground truth is the split's, so that a sheet of extra columns alone needs no model
+    all_masks = np.load(Path(split_dir, "masks.npy"), mmap_mode="r")      # (N, S, H, W)
+    all_classes = np.load(Path(split_dir, "classes.npy"), mmap_mode="r")  # (N, S)
+    subset = Subset(data, list(indices))
+    preds = {name: predict(m, subset, "oracle")[0] for name, m in models.items()}
     tiles, titles = [], []
-    for k, index in enumerate(gt["index"]):
-        image = np.asarray(frames[int(index)])
-        for slot, cls in enumerate(gt["classes"][k]):
-            mask = gt["masks"][k][slot]
+    for k, index in enumerate(int(i) for i in indices):
+        image = np.asarray(frames[index])
+        for slot, cls in enumerate(int(c) for c in all_classes[index]):
+            mask = np.asarray(all_masks[index, slot])
             if cls < 0 or not mask.any():
                 continue
             tiles.append(viz.draw_outline(image, mask, width=2))
-            titles.append(f"{class_names[int(cls)]} (scene {int(index)})")
-            for name, (preds, _) in results.items():
-                maps = {c: m for c, m, _ in preds[k]}
-                heat = maps.get(int(cls), np.zeros(mask.shape, np.float32))
-                ap = pixel_ap(heat, mask) if int(cls) in maps else 0.0
+            titles.append(f"{class_names[cls]} (scene {index})")
+            columns = {name: {c: m for c, m, _ in p[k]}.get(cls) for name, p in preds.items()}
+            columns.update({label: maps[index] for label, maps in extra.items()})
+            for name, heat in columns.items():
+                if heat is None:  # the method made no map for the source's class
+                    heat, ap = np.zeros(mask.shape, np.float32), 0.0
+                else:
+                    heat = np.asarray(heat)
+                    if heat.shape != mask.shape:
+                        raise ValueError(f"qualitative_sheet: the {name!r} map of scene {index} "
+                                         f"is {heat.shape}, its mask {mask.shape}")
+                    ap = pixel_ap(heat, mask)
                 tiles.append(viz.draw_outline(viz.overlay(image, normalize_map(heat)), mask, width=2))
                 titles.append(f"{name} AP {ap:.2f}")
     if not tiles:
         raise ValueError(f"qualitative_sheet: no sounding source in scenes {indices}")
-    return viz.contact_sheet(tiles, titles, columns=1 + len(models), tile=tile)
+    return viz.contact_sheet(tiles, titles, columns=1 + len(models) + len(extra), tile=tile)
+
+
+class _AMEClips(Dataset):
+    """Items of a built split's dataset (:class:`avgn_lib.data.datasets.SceneDataset`) with the
+    clip as AME reads it: (3, K, h, w) ImageNet-normalized, the transform of
+    :meth:`avgn_lib.separation.data.SoloScenes.visual`, so the map is the separation stage's."""
+
+    def __init__(self, data: Dataset, indices: list[int]) -> None:
+        self.data, self.indices = data, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> dict:
+        from avgn_lib.data.image import to_tensor
+
+        item = dict(self.data[self.indices[k]])
+        if "clip" not in item:
+            raise ValueError(f"ame_scene_maps: scene {self.indices[k]} has no clip (AME reads "
+                             "the clip: build the split with clips.npy, and load it with "
+                             "SceneDataset(..., clips=True))")
+        item["clip"] = to_tensor(item["clip"]).transpose(0, 1)  # (K, h, w, 3) -> (3, K, h, w)
+        return item
+
+
+def ame_scene_maps(ame: nn.Module, data: Dataset, indices: list[int]) -> dict[int, np.ndarray]:
+    """``{scene index: AME's motion CAM (H, W)}`` for the scenes ``indices`` of ``data`` (a
+    built split with clips), upsampled to the mask size by the separation stage's own
+    :func:`avgn_lib.separation.evaluate.ame_maps`: the ``extra`` column of
+    :func:`qualitative_sheet`."""
+    from avgn_lib.separation.evaluate import ame_maps
+
+    if not indices:
+        return {}
+    maps, gt = ame_maps(ame, _AMEClips(data, indices), batch_size=len(indices))
+    return {int(i): m for i, m in zip(gt["index"], maps)}
 
 
 CURVE_METRICS = {"class tokens": [f"val_cls_{m}_{k}" for m in "av" for k in ("precision", "recall", "F1")],

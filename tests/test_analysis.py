@@ -1,7 +1,8 @@
-"""The report's analysis helpers on hand-built unit tables."""
+"""The report's analysis helpers on hand-built unit tables and tiny splits."""
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from avgn_lib.analysis import SWAP_RELATIONS, swap_breakdown, swap_section
 
@@ -47,3 +48,128 @@ def test_curve_table_averages_seeds_per_epoch_and_skips_nan(tmp_path):
     assert set(table[table["label"] == "EZ-VSL"]["metric"]) == {"val_AP"}      # no class tokens
     curve_figure(table, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def _qualitative_split(root, masks, classes):
+    """A built split's figure arrays only: frames, masks (N, S, H, W) and classes (N, S)."""
+    n, _, h, w = masks.shape
+    np.save(root / "images.npy", np.full((n, h, w, 3), 128, np.uint8))
+    np.save(root / "masks.npy", masks.astype(np.uint8))
+    np.save(root / "classes.npy", np.asarray(classes, np.int64))
+    return root
+
+
+def _sheet_titles(monkeypatch):
+    """Record what qualitative_sheet hands to the contact sheet: titles and column count."""
+    from avgn_lib import viz
+
+    seen = {}
+    real = viz.contact_sheet
+
+    def spy(tiles, titles, columns, tile):
+        seen.update(titles=list(titles), columns=columns, tiles=len(tiles))
+        return real(tiles, titles, columns=columns, tile=tile)
+
+    monkeypatch.setattr(viz, "contact_sheet", spy)
+    return seen
+
+
+def test_qualitative_sheet_draws_extra_maps_as_columns_titled_with_their_pixel_ap(tmp_path, monkeypatch):
+    from avgn_lib.analysis import qualitative_sheet
+    from avgn_lib.metrics import pixel_ap
+
+    masks = np.zeros((3, 2, 8, 8), np.uint8)
+    masks[0, 0, :4, :4] = 1                       # scene 0: a solo
+    masks[2, 0, :4, :4], masks[2, 1, 4:, 4:] = 1, 1  # scene 2: a duet
+    split = _qualitative_split(tmp_path, masks, [[0, -1], [-1, -1], [1, 0]])
+    perfect = masks[0, 0].astype(np.float32)
+    duet_map = masks[2, 0] + 0.5 * masks[2, 1] + 0.01 * np.arange(64, dtype=np.float32).reshape(8, 8)
+    seen = _sheet_titles(monkeypatch)
+    sheet = qualitative_sheet({}, [], split, ["cat", "dog"], [0, 2],
+                              extra={"AME motion CAM": {0: perfect, 2: duet_map, 7: perfect}})
+    assert sheet.dtype == np.uint8 and sheet.ndim == 3
+    assert seen["columns"] == 2 and seen["tiles"] == 6   # frame + one column, per source
+    # one map per scene, scored against each of its sources' masks (a class-agnostic column)
+    ap_cat, ap_dog = pixel_ap(duet_map, masks[2, 0]), pixel_ap(duet_map, masks[2, 1])
+    assert ap_cat != ap_dog
+    assert seen["titles"] == ["cat (scene 0)", "AME motion CAM AP 1.00",
+                              "dog (scene 2)", f"AME motion CAM AP {ap_cat:.2f}",
+                              "cat (scene 2)", f"AME motion CAM AP {ap_dog:.2f}"]
+
+
+class _BrightnessMaps(torch.nn.Module):
+    """A stand-in method: every class's map is the frame's first channel (oracle mode only)."""
+
+    def localize(self, image, spec, classes=None, num_sources=None):
+        b, s = classes.shape
+        return {"maps": image[:, :1].expand(b, s, *image.shape[-2:]), "classes": classes,
+                "scores": torch.ones(b, s)}
+
+
+def test_qualitative_sheet_puts_extra_columns_after_the_methods_and_keeps_them_without(tmp_path, monkeypatch):
+    from avgn_lib.analysis import qualitative_sheet
+    from avgn_lib.metrics import pixel_ap
+
+    masks = np.zeros((2, 1, 8, 8), np.uint8)
+    masks[:, 0, 2:6, 2:6] = 1
+    split = _qualitative_split(tmp_path, masks, [[0], [1]])
+    bright = torch.rand(2, 3, 8, 8) + torch.from_numpy(masks[:, :1]).float()  # (N, 3, H, W)
+    items = [{"image": bright[i], "spec": torch.zeros(1, 4, 4), "classes": torch.tensor([i]),
+              "masks": torch.from_numpy(masks[i]), "has_source": torch.tensor(True),
+              "index": torch.tensor(i)} for i in range(2)]
+    model_ap = [pixel_ap(bright[i, 0].numpy(), masks[i, 0]) for i in range(2)]
+    seen = _sheet_titles(monkeypatch)
+    qualitative_sheet({"stub": _BrightnessMaps()}, items, split, ["cat", "dog"], [0, 1])
+    assert seen["columns"] == 2
+    assert seen["titles"] == ["cat (scene 0)", f"stub AP {model_ap[0]:.2f}",
+                              "dog (scene 1)", f"stub AP {model_ap[1]:.2f}"]
+    flat = {i: np.ones((8, 8), np.float32) for i in range(2)}   # no ranking: AP = mask fraction
+    qualitative_sheet({"stub": _BrightnessMaps()}, items, split, ["cat", "dog"], [0, 1],
+                      extra={"flat": flat})
+    assert seen["columns"] == 3
+    assert seen["titles"][:3] == ["cat (scene 0)", f"stub AP {model_ap[0]:.2f}",
+                                  f"flat AP {pixel_ap(flat[0], masks[0, 0]):.2f}"]
+
+
+def test_qualitative_sheet_rejects_extra_maps_it_cannot_draw(tmp_path):
+    from avgn_lib.analysis import qualitative_sheet
+
+    masks = np.zeros((2, 1, 8, 8), np.uint8)
+    masks[:, 0, :4, :4] = 1
+    split = _qualitative_split(tmp_path, masks, [[0], [0]])
+    good = np.ones((8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"no map for scenes \[1\]"):
+        qualitative_sheet({}, [], split, ["cat"], [0, 1], extra={"AME": {0: good}})
+    with pytest.raises(ValueError, match=r"is \(4, 4\), its mask \(8, 8\)"):
+        qualitative_sheet({}, [], split, ["cat"], [0], extra={"AME": {0: np.ones((4, 4))}})
+    with pytest.raises(ValueError, match="also model names"):
+        qualitative_sheet({"AME": _BrightnessMaps()}, [], split, ["cat"], [0],
+                          extra={"AME": {0: good}})
+
+
+def test_ame_scene_maps_read_the_scene_clip_as_the_separation_stage_does(tmp_path):
+    """The figure's AME column is the separation stage's map: ame_maps over SoloScenes (the
+    stage's reader) and ame_scene_maps over the report's SceneDataset agree scene by scene."""
+    from torch.utils.data import Subset
+
+    from avgn_lib.analysis import ame_scene_maps
+    from avgn_lib.data.datasets import SceneDataset
+    from avgn_lib.separation.data import SoloScenes
+    from avgn_lib.separation.evaluate import ame_maps
+    from avgn_lib.separation.models import build_separator
+    from separation_fixtures import write_solo_split
+
+    split = write_solo_split(tmp_path / "solo", n=4, silent=1, frames=8, size=32, clip=16)
+    np.save(split / "specs.npy", np.zeros((5, 8, 8), np.float16))  # SceneDataset's array; AME ignores it
+    torch.manual_seed(0)
+    ame = build_separator("ame", 3, {"width": 2, "audio_width": 2, "spatial_stride": 8})
+    picked = [1, 3, 4]                                              # 4 is the silent scene
+    maps = ame_scene_maps(ame, SceneDataset(split), picked)
+    ref, gt = ame_maps(ame, Subset(SoloScenes(split, sounding_only=False), picked))
+    assert list(maps) == picked == list(gt["index"])
+    for k, i in enumerate(picked):
+        assert maps[i].shape == (32, 32) and maps[i].std() > 0  # a map, not a constant
+        np.testing.assert_allclose(maps[i], ref[k], rtol=1e-5, atol=1e-6)
+    assert ame_scene_maps(ame, SceneDataset(split), []) == {}
+    with pytest.raises(ValueError, match="has no clip"):
+        ame_scene_maps(ame, SceneDataset(split, clips=False), [1])
