@@ -5,6 +5,10 @@ scores them with :func:`avgn_lib.evaluation.evaluate_single` / ``evaluate_multi`
 engine scores a model's maps (pixel AP on the exact mask, cIoU against the source's box):
 
 - ``chance``: uniform random maps (seeded): what a model that learned nothing scores;
+- ``constant``: one value everywhere, a map that points at nothing. The median rule turns it
+  into the whole frame, so its cIoU against a box is the box's share of the frame: the IoU@θ /
+  AUC a method gets without localizing (our boxes, like MUSIC's and VGG-SS's, are large), and
+  what a method whose maps collapsed to a constant scores (pixel AP: the mask's share);
 - ``perfect``: the ground truth used as the map, i.e. each metric's ceiling under the protocol:
   highest on the mask (pixel AP 1), then the rest of the box, then falling with the distance to
   the box, so the median rule's half of the frame is the box plus its nearest surroundings (a
@@ -29,7 +33,7 @@ from avgn_lib.evaluation import evaluate_multi, evaluate_single
 # maker(split_dir, rng, **options) -> per sample, maps (S, H, W) for the S source slots
 Maker = Callable[..., list[np.ndarray]]
 REFERENCES: dict[str, tuple[str, Maker]] = {}
-DEFAULT = ("chance", "perfect", "visual_only")
+DEFAULT = ("chance", "constant", "perfect", "visual_only")
 
 
 def register_reference(name: str, label: str) -> Callable[[Maker], Maker]:
@@ -56,6 +60,12 @@ def _ground_truth(split_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 def _chance(split_dir: Path, rng: np.random.Generator, **_: Any) -> list[np.ndarray]:
     masks = np.load(split_dir / "masks.npy", mmap_mode="r")
     return [rng.random(masks.shape[1:]) for _ in range(len(masks))]
+
+
+@register_reference("constant", "constant map (says nothing: the whole frame under the median rule)")
+def _constant(split_dir: Path, rng: np.random.Generator, **_: Any) -> list[np.ndarray]:
+    masks = np.load(split_dir / "masks.npy", mmap_mode="r")
+    return [np.zeros(masks.shape[1:]) for _ in range(len(masks))]
 
 
 def perfect_map(mask: np.ndarray, box: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ class TableSpec:
 
 
 # References whose maps do not depend on the audio: the same score with any audio.
-AUDIO_FREE_REFERENCES = ("chance", "visual_only")
+AUDIO_FREE_REFERENCES = ("chance", "constant", "visual_only")
 SINGLE = ("AP", "IoU@", "AUC")
 # T-VSL's supplement, Table 7: single-source AP, IoU@0.5 and two-source CAP, CIoU@0.3 (the
 # thresholds are the runs' own: 0.5 single, 0.3 duet), on both vocabularies.

@@ -3,6 +3,7 @@ stays low, and the bound of the median rule for sources smaller than half the fr
 import numpy as np
 import pytest
 
+from avgn_lib.evaluation import evaluate_single
 from avgn_lib.references import evaluate_reference, perfect_map
 
 from test_datasets import built  # noqa: F401  (module fixture: a tiny real build)
@@ -72,3 +73,15 @@ def test_qualitative_scenes_are_seeded_and_sounding(tmp_path):
     assert first == pick_scenes(tmp_path, 3, seed=0) and first == sorted(first)
     assert len(first) == 3 and set(first) <= {1, 3, 4, 8}
     assert pick_scenes(tmp_path, 9, seed=1) == [1, 3, 4, 8]
+
+
+def test_constant_map_scores_the_box_share_of_the_frame():
+    """A map that says nothing is the whole frame under the median rule: its cIoU against a box
+    is the box's area fraction and its pixel AP the mask's (what a collapsed map scores)."""
+    box = np.zeros((10, 10), dtype=np.uint8)
+    box[:, :6] = 1  # 60 % of the frame
+    mask = np.zeros_like(box)
+    mask[2:8, 1:5] = 1  # 24 %
+    r = evaluate_single(np.zeros((1, 10, 10)), mask[None], 0.5, ciou_masks=box[None])
+    assert abs(r["cIoU"] - 0.6) < 1e-9 and r["IoU@0.5"] == 1.0
+    assert abs(r["AP"] - 0.24) < 1e-9
