@@ -204,14 +204,14 @@ class _AMEClips(Dataset):
         return len(self.indices)
 
     def __getitem__(self, k: int) -> dict:
-        from avgn_lib.data.image import to_tensor
+        from avgn_lib.separation.data import clip_tensor
 
         item = dict(self.data[self.indices[k]])
         if "clip" not in item:
             raise ValueError(f"ame_scene_maps: scene {self.indices[k]} has no clip (AME reads "
                              "the clip: build the split with clips.npy, and load it with "
                              "SceneDataset(..., clips=True))")
-        item["clip"] = to_tensor(item["clip"]).transpose(0, 1)  # (K, h, w, 3) -> (3, K, h, w)
+        item["clip"] = clip_tensor(item["clip"])  # (K, h, w, 3) -> (3, K, h, w)
         return item
 
 

@@ -89,13 +89,13 @@ def _perfect(split_dir: Path, rng: np.random.Generator, **_: Any) -> list[np.nda
     return [np.stack([perfect_map(m, b) for m, b in zip(ms, bs)]) for ms, bs in zip(masks, boxes)]
 
 
-@torch.no_grad()
 def _objectness(feats: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """(N, C, h, w) trunk features -> (N, H, W) their L2 norm, bilinearly resized to ``size``."""
     norm = feats.float().norm(dim=1, keepdim=True)
     return F.interpolate(norm, size=size, mode="bilinear", align_corners=False)[:, 0].numpy()
 
 
+@torch.no_grad()
 def objectness_maps(images: np.ndarray, upsample: float = 2.0, batch_size: int = 32) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, H, W) L2 norm of the frozen ImageNet EfficientNet-Lite0 features
     (stride 16 after resizing by ``upsample``), bilinearly resized back to (H, W)."""

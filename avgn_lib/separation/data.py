@@ -47,6 +47,11 @@ def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     return resample_poly(np.asarray(wave, np.float64), rate_out // g, rate_in // g).astype(np.float32)
 
 
+def clip_tensor(clip: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A scene clip as AME reads it: (K, h, w, 3) uint8 -> (3, K, h, w) ImageNet-normalized."""
+    return to_tensor(clip).transpose(0, 1)
+
+
 class SoloScenes(Dataset):
     """The scenes of one built solo split as AME training items and mixture sources.
 
@@ -130,7 +135,7 @@ class SoloScenes(Dataset):
         """``image`` (3, H, W) and ``clip`` (3, K, h, w) of scene ``scenes[pos]``."""
         a, scene = self._open(), int(self.scenes[pos])
         out = {"image": to_tensor(np.array(a["images"][scene])),
-               "clip": to_tensor(np.array(a["clips"][scene])).transpose(0, 1)}
+               "clip": clip_tensor(np.array(a["clips"][scene]))}
         if self.appearance_feat is not None:
             out["appearance_feat"] = torch.from_numpy(self.appearance_feat[pos])
         return out
