@@ -16,7 +16,9 @@ map with no preference for the distractor gets its area fraction on average (the
 
 Everything here is a pure function of arrays and records, except :func:`split_distractor_masks`,
 which reads one built split's ``scenes.jsonl`` (the sprites must be the inventory's, rasterized
-with the build's ``sprite_size``, or the repainted pixels would differ from the build's).
+with the build's ``sprite_size``, or the repainted pixels would differ from the build's), and
+:func:`model_maps` / :func:`reference_maps`, which make the maps the report scores (a trained
+model's oracle maps; a reference row's).
 """
 from __future__ import annotations
 
@@ -78,29 +80,48 @@ def topk_mass_share(heat: np.ndarray, mask: np.ndarray, fraction: float = 0.1) -
 
 
 def silent_object_share(maps: Sequence[Sequence[np.ndarray]], masks: Sequence[np.ndarray],
-                        fraction: float = 0.1) -> dict[str, float]:
+                        fraction: float = 0.1,
+                        source_masks: Sequence[np.ndarray] | None = None) -> dict[str, float]:
     """The measure over a split: ``maps[i]`` are sample i's maps (any number, each (H, W)),
     ``masks[i]`` its distractor mask. Samples without a visible distractor are left out.
 
     Returns ``distractor_share`` (mean :func:`topk_mass_share` over every map of the samples
     kept), ``distractor_area`` (their mean distractor area fraction: a map with no preference),
-    ``samples`` and ``maps`` (the counts). Raises ``ValueError`` when no sample shows a
-    distractor, rather than return a mean of nothing."""
+    ``samples`` and ``maps`` (the counts). With ``source_masks`` (sample i's sounding pixels,
+    (H, W)) also ``silent_of_objects``: per map, the top-k mass on the silent objects over the
+    top-k mass on silent *and* sounding objects (maps with neither left out), and its no-preference
+    level ``silent_of_objects_area`` (distractor area over both areas). The plain share rewards a
+    map that lights up no object at all; the ratio asks only *which* object a map picks.
+    Raises ``ValueError`` when no sample shows a distractor, rather than return a mean of nothing."""
     if len(maps) != len(masks):
         raise ValueError(f"silent_object_share: {len(maps)} samples of maps for {len(masks)} masks")
-    shares, areas = [], []
-    for sample_maps, mask in zip(maps, masks):
+    if source_masks is not None and len(source_masks) != len(masks):
+        raise ValueError(f"silent_object_share: {len(source_masks)} source masks for {len(masks)} samples")
+    shares, areas, ratios, ratio_areas = [], [], [], []
+    for i, (sample_maps, mask) in enumerate(zip(maps, masks)):
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             continue
         areas.append(mask.mean())
-        shares += [topk_mass_share(m, mask, fraction) for m in sample_maps]
+        on = [topk_mass_share(m, mask, fraction) for m in sample_maps]
+        shares += on
+        if source_masks is not None:
+            src = np.asarray(source_masks[i], dtype=bool) & ~mask
+            ratio_areas.append(mask.sum() / (mask.sum() + src.sum()))
+            for m, d in zip(sample_maps, on):
+                total = d + topk_mass_share(m, src, fraction)
+                if total > 0:
+                    ratios.append(d / total)
     if not areas:
         raise ValueError("silent_object_share: no sample has a visible distractor")
     if not shares:
         raise ValueError("silent_object_share: the samples with a distractor have no maps")
-    return {"distractor_share": float(np.mean(shares)), "distractor_area": float(np.mean(areas)),
-            "samples": float(len(areas)), "maps": float(len(shares))}
+    out = {"distractor_share": float(np.mean(shares)), "distractor_area": float(np.mean(areas)),
+           "samples": float(len(areas)), "maps": float(len(shares))}
+    if source_masks is not None:
+        out["silent_of_objects"] = float(np.mean(ratios)) if ratios else float("nan")
+        out["silent_of_objects_area"] = float(np.mean(ratio_areas))
+    return out
 
 
 def split_distractor_masks(split_dir: str | Path, sprites: Sequence[np.ndarray],
@@ -128,3 +149,74 @@ def split_distractor_masks(split_dir: str | Path, sprites: Sequence[np.ndarray],
             raise ValueError(f"{path}: sample {i} lists distractors {listed[i].tolist()} but "
                              "none repaints visible: are these the build's sprites?")
     return out
+
+
+def model_maps(model: Any, data: Any, batch_size: int = 64) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    """A trained model's oracle maps (one per sounding class, at mask size) of every sounding
+    sample of ``data``, and those samples' indices: what :func:`silent_object_share` scores.
+    Silent samples are left out: the measure asks where a *sounding* class's map falls."""
+    from avgn_lib.engine_eval import predict
+
+    preds, gt = predict(model, data, "oracle", batch_size=batch_size)
+    keep = gt["has_source"]
+    return [[m for _, m, _ in p] for p, k in zip(preds, keep) if k], gt["index"][keep]
+
+
+def reference_maps(name: str, split_dir: str | Path, seed: int = 0, **options: Any
+                   ) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    """The same for a reference row of :mod:`avgn_lib.references` (its map of every sounding
+    source slot), so chance, perfect and visual-only read on the same scale as the models."""
+    from avgn_lib.references import REFERENCES
+
+    split_dir = Path(split_dir)
+    classes = np.load(split_dir / "classes.npy")
+    has = np.load(split_dir / "has_source.npy").astype(bool)
+    maps = REFERENCES[name][1](split_dir, np.random.default_rng(seed), **options)
+    index = np.flatnonzero(has)
+    return [[maps[i][s] for s in range(classes.shape[1]) if classes[i, s] >= 0] for i in index], index
+
+
+def share_row(label: str, group: str, run: str, dataset: str, result: dict[str, float],
+              fraction: float) -> dict[str, Any]:
+    """One tidy row of the report's silent-object table (shares in percent; ``fraction`` is the
+    top-k share of pixels :func:`silent_object_share` was called with)."""
+    return {"label": label, "group": group, "run": run, "dataset": dataset, "fraction": fraction,
+            "share": 100 * result["distractor_share"], "area": 100 * result["distractor_area"],
+            "ratio": 100 * result.get("silent_of_objects", float("nan")),
+            "ratio_area": 100 * result.get("silent_of_objects_area", float("nan")),
+            "samples": int(result["samples"])}
+
+
+def _fmt(v: np.ndarray) -> str:
+    v = v[~np.isnan(v)]
+    return "—" if not len(v) else f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
+
+
+def silent_table(rows: list[dict[str, Any]]) -> Any:
+    """Rows of :func:`share_row` -> one line per group (references first, then methods best
+    first by the silent-of-objects ratio on the first test set), two columns per test set: the
+    ratio (``silent / objects``: of the top mass on objects, the share on silent ones) and the
+    plain share on silent objects, each mean ± std over the group's seeds (one seed: the value),
+    with the seed count and, as the last line, a map with no preference."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    cols = [(d, key, f"{d} {name}") for d in datasets
+            for key, name in (("ratio", "silent / objects"), ("share", "on silent"))]
+    out = []
+    for (label, group), part in frame.groupby(["label", "group"], sort=False):
+        line: dict[str, Any] = {"": label, "seeds": part["run"].nunique()}
+        for d, key, col in cols:
+            line[col] = _fmt(part.loc[part["dataset"] == d, key].to_numpy(dtype=float))
+        first = part.loc[part["dataset"] == datasets[0], "ratio"].to_numpy(dtype=float)
+        line["_sort"] = np.nanmean(first) if len(first) and not np.isnan(first).all() else np.inf
+        line["_ref"] = group.startswith("reference:")
+        out.append(line)
+    table = pd.DataFrame(out).sort_values(["_ref", "_sort"], ascending=[False, True], kind="stable")
+    level = {col: f"{frame.loc[frame['dataset'] == d, key + '_area' if key == 'ratio' else 'area'].mean():.1f}"
+             for d, key, col in cols}
+    table = pd.concat([table, pd.DataFrame([{"": "no preference (the silent objects' area; over "
+                                                 "both objects' area for the ratio)",
+                                             "seeds": "—", **level}])], ignore_index=True)
+    return table[["", "seeds", *(c for _, _, c in cols)]]

@@ -158,10 +158,11 @@ def trio_claim(results: pd.DataFrame, references: pd.DataFrame, runs: list[str],
 
 def claim_verdicts(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
                    references: pd.DataFrame, lcbm: dict[str, Any] | None = None,
-                   separation: dict[str, float] | None = None) -> pd.DataFrame:
+                   separation: dict[str, float] | None = None,
+                   silent: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """One row per claim (``COLUMNS``) from the runs of ``infos`` and the reference rows, plus
-    the other systems' claims: ``lcbm`` (:func:`lcbm_claims`) and ``separation``
-    (:func:`separation_claims`), *not run* when absent."""
+    the other systems' claims: ``lcbm`` (:func:`lcbm_claims`), ``separation``
+    (:func:`separation_claims`) and ``silent`` (:func:`silent_claims`), *not run* when absent."""
     rows: list[dict[str, str]] = []
 
     def add(claim: str, res: dict[str, str]) -> None:
@@ -192,7 +193,7 @@ def claim_verdicts(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
                                                    evidence=evidence, verdict=_verdict(outcomes)))
     else:
         add("Depth 3 is best (supp. Table 1)", dict(measure="instruments_duet CAP", evidence=(
-            "only depth 3 in this profile; params/paper.yaml has depths 1, 3, 6"), verdict=NOT_RUN))
+            "only depth 3 in this profile; params/paper.yaml has depths 1, 3, 6, 12"), verdict=NOT_RUN))
     hard = _find(infos, "supp1", method="avgn", depth=3, assignment="hard")
     add("Softmax assignment beats hard (supp. Table 1)", ordering_claim(
         results, [("softmax", depth3), ("hard", hard)], "instruments_duet", "CAP")
@@ -213,10 +214,16 @@ def claim_verdicts(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
         if two or one:
             add("T-VSL two-stage > single-stage > AVGN (T-VSL Table 7)", ordering_claim(
                 results, [("two-stage", two), ("single-stage", one), ("AVGN", avgn)], dataset, metric))
-        elif dataset == "everyday_single":
+        elif not (tvsl_two or tvsl_one) and dataset == "everyday_single":
             add("T-VSL two-stage > single-stage > AVGN (T-VSL Table 7)", dict(
                 measure="—", evidence="no T-VSL run in this profile (params/paper.yaml and "
                 "params/smoke.yaml have both variants)", verdict=NOT_RUN))
+        elif tvsl_two or tvsl_one:
+            add("T-VSL two-stage > single-stage > AVGN (T-VSL Table 7)", dict(
+                measure=f"{dataset} {metric}", evidence=f"no T-VSL run on {vocab} in this profile "
+                "(params/paper.yaml has both variants on both vocabularies)", verdict=NOT_RUN))
+    for row in silent_claims(silent, infos):
+        add(*row)
     for row in lcbm_claims(lcbm):
         add(*row)
     for row in separation_claims(separation):
@@ -252,6 +259,42 @@ def lcbm_claims(summary: dict[str, Any] | None) -> list[tuple[str, dict[str, str
     out.append((heads_claim, dict(measure="AV-head accuracy",
                                   evidence=" > ".join(f"{k} {acc[k]:.1f}" for k in order)
                                   + " (1 seed each)", verdict=INCONCLUSIVE)))
+    return out
+
+
+def silent_claims(rows: list[dict[str, Any]] | None, infos: dict[str, dict[str, Any]]
+                  ) -> list[tuple[str, dict[str, str]]]:
+    """T-VSL's claim that text guidance isolates silent objects better than the baselines (their
+    supp. Sec. C): on each test set with a T-VSL two-stage value, of its maps' top mass on
+    objects the share on silent ones (``ratio`` of :func:`avgn_lib.distractors.share_row`
+    rows; lower is better) against every other method's group, by the spread rule. The ratio,
+    not the plain share on silent objects: that one also rewards maps that find no object."""
+    claim = "Text guidance keeps maps off silent objects better than the other methods (T-VSL supp. C)"
+    runs = [r for r, i in infos.items() if i.get("method") == "tvsl"
+            and i.get("model", {}).get("variant") == "two_stage"]
+    if not rows or not runs:
+        return [(claim, dict(measure="—", evidence="no T-VSL two-stage run, or no silent-object "
+                             "table, in this profile", verdict=NOT_RUN))]
+    frame = pd.DataFrame(rows)
+    frame = frame[~frame["group"].str.startswith("reference:")]
+    out = []
+    for dataset in dict.fromkeys(frame["dataset"]):
+        part = frame[frame["dataset"] == dataset]
+        ours = part[part["run"].isin(runs)]
+        if ours.empty:
+            continue
+        label = ours["label"].iloc[0]
+        rivals = {g: p for g, p in part.groupby("group") if not p["run"].isin(runs).any()
+                  and infos[p["run"].iloc[0]].get("method") != "tvsl"}
+        a = ours["ratio"].to_numpy()
+        outcomes = [compare(-a, -p["ratio"].to_numpy()) for p in rivals.values()]
+        evidence = "; ".join([describe(label, a)] + [
+            describe(p["label"].iloc[0], p["ratio"].to_numpy())
+            for p in sorted(rivals.values(), key=lambda p: p["ratio"].mean())])
+        top = f"{100 * float(part['fraction'].iloc[0]):g} %"
+        out.append((claim, dict(measure=f"{dataset}: of the top {top} of map mass on objects, "
+                                f"the share on silent ones, lower is better", evidence=evidence,
+                                verdict=_verdict(outcomes))))
     return out
 
 

@@ -105,3 +105,57 @@ def test_a_built_split_repaints_its_distractors_beside_never_on_its_sources(tmp_
         np.testing.assert_array_equal(masks.any(axis=(1, 2)), listed, err_msg=name)
         shown += int(listed.sum())
     assert shown > 0  # not vacuous
+
+
+def _row(label, group, run, dataset, share, area=20.0):
+    from avgn_lib.distractors import share_row
+    return share_row(label, group, run, dataset, {"distractor_share": share / 200,
+                                                  "distractor_area": area / 100, "samples": 4.0,
+                                                  "maps": 4.0, "silent_of_objects": share / 100,
+                                                  "silent_of_objects_area": 2 * area / 100}, 0.1)
+
+
+def test_silent_table_lists_references_first_then_methods_best_first_with_spreads():
+    from avgn_lib.distractors import silent_table
+
+    rows = [_row("A", "a", "a0", "duet", 30.0), _row("A", "a", "a1", "duet", 34.0),
+            _row("B", "b", "b0", "duet", 10.0), _row("chance", "reference:chance", "chance", "duet", 21.0),
+            _row("B", "b", "b0", "trio", 12.0, area=30.0)]
+    table = silent_table(rows)
+    assert list(table[""])[:3] == ["chance", "B", "A"] and table.iloc[-1][""].startswith("no preference")
+    assert list(table.columns) == ["", "seeds", "duet silent / objects", "duet on silent",
+                                   "trio silent / objects", "trio on silent"]
+    a = table.set_index("").loc["A"]
+    assert a["seeds"] == 2 and a["duet silent / objects"] == f"32.0 ± {np.std([30.0, 34.0], ddof=1):.1f}"
+    assert a["duet on silent"] == "16.0 ± 1.4" and a["trio silent / objects"] == "—"
+    assert table.iloc[-1]["duet on silent"] == "20.0" and table.iloc[-1]["trio silent / objects"] == "60.0"
+
+
+def test_silent_of_objects_asks_which_object_a_map_picks():
+    silent = np.zeros((10, 10), dtype=bool)
+    silent[:5] = True
+    source = np.zeros((10, 10), dtype=bool)
+    source[5:8] = True
+    on_source, on_silent, nowhere = np.zeros((10, 10)), np.zeros((10, 10)), np.zeros((10, 10))
+    on_source[6, :] = on_silent[1, :] = nowhere[9, :] = 1.0
+    out = silent_object_share([[on_source], [on_silent], [nowhere]], [silent] * 3, 0.1, [source] * 3)
+    # the map on no object is left out of the ratio, but scores best on the plain share
+    assert out["silent_of_objects"] == pytest.approx(0.5) and out["distractor_share"] == pytest.approx(1 / 3)
+    assert out["silent_of_objects_area"] == pytest.approx(50 / 80)
+    with pytest.raises(ValueError, match="source masks"):
+        silent_object_share([[on_source]], [silent], 0.1, [source, source])
+
+
+def test_reference_maps_give_one_map_per_sounding_slot_of_each_sounding_sample(tmp_path):
+    from avgn_lib.distractors import reference_maps
+
+    masks = np.zeros((3, 2, 8, 8), dtype=np.uint8)
+    masks[0, 0, :4, :4] = masks[2, 0, 4:, 4:] = masks[2, 1, :2, :2] = 1
+    np.save(tmp_path / "masks.npy", masks)
+    np.save(tmp_path / "classes.npy", np.array([[1, -1], [-1, -1], [0, 2]]))
+    np.save(tmp_path / "has_source.npy", np.array([1, 0, 1], dtype=np.uint8))
+    np.save(tmp_path / "boxes.npy", np.array([[[0, 0, 4, 4], [0, 0, 0, 0]], [[0] * 4] * 2,
+                                              [[4, 4, 8, 8], [0, 0, 2, 2]]], dtype=np.float32))
+    maps, index = reference_maps("perfect", tmp_path)
+    assert index.tolist() == [0, 2] and [len(m) for m in maps] == [1, 2]
+    assert maps[1][1].argmax() == 0  # the second source's mask (top-left corner) is its peak

@@ -179,3 +179,31 @@ def test_system_claims_read_lcbm_and_separation_summaries_or_say_not_run():
     assert heads["evidence"].startswith("shared 90.0 > single 85.0 > individual 80.0")
     amnet = out.loc["AMnet beats appearance-only separation"]
     assert "inst.mix2: AMnet -2.8 vs appearance -3.1 dB (AMnet ahead)" in amnet["evidence"]
+
+
+def test_silent_claim_lower_share_wins_by_the_spread_rule_or_is_not_run():
+    from avgn_lib.distractors import share_row
+    from avgn_lib.verdicts import silent_claims
+
+    def row(label, group, run, share):
+        return share_row(label, group, run, "instruments_duet",
+                         {"distractor_share": 0.5, "distractor_area": 0.2, "samples": 9.0,
+                          "maps": 9.0, "silent_of_objects": share / 100,
+                          "silent_of_objects_area": 0.4}, 0.1)
+
+    infos = {"t0": {"method": "tvsl", "model": {"variant": "two_stage"}},
+             "t1": {"method": "tvsl", "model": {"variant": "two_stage"}},
+             "s0": {"method": "tvsl", "model": {"variant": "single_stage"}},
+             "e0": {"method": "ezvsl", "model": {}}, "e1": {"method": "ezvsl", "model": {}}}
+    tvsl = [row("T-VSL", "t", "t0", 10.0), row("T-VSL", "t", "t1", 12.0),
+            row("single", "s", "s0", 40.0), row("chance", "reference:chance", "chance", 1.0)]
+    claim, res = silent_claims(tvsl + [row("EZ", "e", "e0", 30.0), row("EZ", "e", "e1", 31.0)], infos)[0]
+    assert res["verdict"] == "reproduced" and res["evidence"].startswith("T-VSL 11.0 ± 1.4; EZ 30.5")
+    assert "chance" not in res["evidence"] and "single" not in res["evidence"]  # neither is a rival
+    assert "top 10 %" in res["measure"]
+    _, res = silent_claims(tvsl + [row("EZ", "e", "e0", 2.0), row("EZ", "e", "e1", 3.0)], infos)[0]
+    assert res["verdict"] == "not reproduced"
+    _, res = silent_claims(tvsl + [row("EZ", "e", "e0", 11.0), row("EZ", "e", "e1", 12.0)], infos)[0]
+    assert res["verdict"] == "inconclusive"
+    _, res = silent_claims([row("EZ", "e", "e0", 2.0)], {"e0": infos["e0"]})[0]
+    assert res["verdict"] == "not run"
