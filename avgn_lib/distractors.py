@@ -187,11 +187,6 @@ def share_row(label: str, group: str, run: str, dataset: str, result: dict[str, 
             "samples": int(result["samples"])}
 
 
-def _fmt(v: np.ndarray) -> str:
-    v = v[~np.isnan(v)]
-    return "—" if not len(v) else f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
-
-
 def silent_table(rows: list[dict[str, Any]]) -> Any:
     """Rows of :func:`share_row` -> one line per group (references first, then methods best
     first by the silent-of-objects ratio on the first test set), two columns per test set: the
@@ -199,6 +194,8 @@ def silent_table(rows: list[dict[str, Any]]) -> Any:
     plain share on silent objects, each mean ± std over the group's seeds (one seed: the value),
     with the seed count and, as the last line, a map with no preference."""
     import pandas as pd
+
+    from avgn_lib.tables import seeds_cell
 
     frame = pd.DataFrame(rows)
     datasets = list(dict.fromkeys(frame["dataset"]))
@@ -208,7 +205,7 @@ def silent_table(rows: list[dict[str, Any]]) -> Any:
     for (label, group), part in frame.groupby(["label", "group"], sort=False):
         line: dict[str, Any] = {"": label, "seeds": part["run"].nunique()}
         for d, key, col in cols:
-            line[col] = _fmt(part.loc[part["dataset"] == d, key].to_numpy(dtype=float))
+            line[col] = seeds_cell(part.loc[part["dataset"] == d, key].to_numpy(dtype=float))
         first = part.loc[part["dataset"] == datasets[0], "ratio"].to_numpy(dtype=float)
         line["_sort"] = np.nanmean(first) if len(first) and not np.isnan(first).all() else np.inf
         line["_ref"] = group.startswith("reference:")

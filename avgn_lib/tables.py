@@ -174,6 +174,21 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
     return table
 
 
+def cell_text(mean: float, std: float = float("nan")) -> str:
+    """One table cell: ``mean ± std``, the mean alone where there is no spread (one seed), ``—``
+    where there is no number. Every table of the report writes its numbers through this."""
+    if pd.isna(mean):
+        return NOT_RUN
+    return f"{mean:.1f} ± {std:.1f}" if pd.notna(std) else f"{mean:.1f}"
+
+
+def seeds_cell(values: Any) -> str:
+    """:func:`cell_text` of the per-seed ``values`` (NaN left out): their mean ± sample std."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    return cell_text(v.mean() if len(v) else float("nan"), v.std(ddof=1) if len(v) > 1 else float("nan"))
+
+
 def formatted(table: pd.DataFrame) -> pd.DataFrame:
     """Text cells for display: ``mean ± std`` where a row has several seeds, ``—`` where a run
     has no number, and ``**bold**`` for a column's best method only when it beats the runner-up
@@ -190,10 +205,7 @@ def formatted(table: pd.DataFrame) -> pd.DataFrame:
             continue
         mean = table[col]
         spread = std[col] if std is not None and col in std else pd.Series(np.nan, index=table.index)
-        cells = {}
-        for row in table.index:
-            m, s = mean[row], spread[row]
-            cells[row] = NOT_RUN if pd.isna(m) else (f"{m:.1f} ± {s:.1f}" if pd.notna(s) else f"{m:.1f}")
+        cells = {row: cell_text(mean[row], spread[row]) for row in table.index}
         em = exact_mean[col]
         es = exact_std[col] if exact_std is not None and col in exact_std else spread
         ranked = em[[r for r in table.index if r not in refs]].dropna().sort_values(ascending=False)

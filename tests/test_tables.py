@@ -246,3 +246,11 @@ def test_ame_rows_from_the_separation_metrics_join_table1_only():
     assert table.loc["AME motion CAM (separation stage) [separation_ame]",
                      ("instruments_solo", "AP")] == 56.0
     assert separation_rows({"x.mix2.amnet.SDR": 1.0}) == ([], {})
+
+
+def test_seeds_cell_mean_std_and_missing():
+    from avgn_lib.tables import NOT_RUN, seeds_cell
+
+    assert seeds_cell([1.0, 3.0]) == "2.0 ± 1.4"          # sample std (ddof 1)
+    assert seeds_cell([np.nan, 4.25]) == "4.2"             # one seed: the value, NaN left out
+    assert seeds_cell([]) == NOT_RUN and seeds_cell([np.nan]) == NOT_RUN
