@@ -24,7 +24,7 @@ import yaml
 
 from avgn_lib.data.concat import concat_scenes
 from avgn_lib.data.datasets import SceneDataset, SwapAudio
-from avgn_lib.data.features import cache_trunk_features
+from avgn_lib.data.features import cache_trunk_features, has_frozen_trunk
 from avgn_lib.engine import fit
 from avgn_lib.engine_eval import evaluate_localization
 from avgn_lib.models import build_model
@@ -69,7 +69,7 @@ def main() -> None:
     aug = over["train"].get("spec_augment", spec.train.spec_augment)
     train = concat_scenes([SceneDataset(data_dir / n, "train", hflip=spec.train.hflip,
                                         spec_augment=aug) for n in spec.data.train])
-    if spec.train.cache_trunk and model.visual.trunk_is_pretrained and not model.visual.trunk_parameters():
+    if spec.train.cache_trunk and has_frozen_trunk(model):
         train = cache_trunk_features(
             concat_scenes([SceneDataset(data_dir / n, "train", spec_augment=aug)
                            for n in spec.data.train]),

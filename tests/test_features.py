@@ -68,3 +68,14 @@ def test_disk_cache_is_keyed_by_data_and_trunk(tmp_path):
     with pytest.raises(ValueError, match="cannot identify"):
         cache_trunk_features(ToyDataset(n=2, size=32), model.visual.trunk, hflip=False,
                              cache_dir=tmp_path / "c")
+
+
+def test_has_frozen_trunk_only_for_a_frozen_pretrained_trunk():
+    from avgn_lib.data.features import has_frozen_trunk, with_trunk_features
+
+    assert has_frozen_trunk(build_model("avgn", 3, CFG))
+    assert not has_frozen_trunk(build_model("avgn", 3, {**CFG, "trunk_trainable": "late"}))
+    assert not has_frozen_trunk(build_model("avgn", 3, {**CFG, "visual_trunk": "resnet18"}))  # random init
+    assert not has_frozen_trunk(torch.nn.Linear(2, 2))  # no visual encoder at all
+    data = ToyDataset(n=2, size=32)
+    assert with_trunk_features(data, build_model("avgn", 3, {**CFG, "trunk_trainable": "late"}), None) is data

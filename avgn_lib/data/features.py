@@ -122,14 +122,22 @@ def cache_trunk_features(dataset: Dataset, trunk: nn.Module, *, hflip: bool,
     return TrunkFeatures(dataset, feats, hflip)
 
 
+def has_frozen_trunk(model: nn.Module) -> bool:
+    """Whether ``model``'s visual trunk is pretrained and frozen: its features are the same at
+    every epoch, so the train stage computes them once (and the report reads them back). A model
+    with no ``visual`` encoder (the classification-CAM video net) has none."""
+    visual = getattr(model, "visual", None)
+    return (visual is not None and bool(getattr(visual, "trunk_is_pretrained", False))
+            and not visual.trunk_parameters())
+
+
 def with_trunk_features(dataset: Dataset, model: nn.Module, cache_dir: str | Path | None,
                         batch_size: int = 64) -> Dataset:
     """``dataset`` with its ``trunk_feat`` from the cache when ``model`` has a frozen pretrained
     visual trunk (what the train stage evaluated on: the same features, float16), else
     ``dataset`` unchanged. For evaluations after training (the report) that would otherwise run
     the trunk over the same test images once per run."""
-    visual = getattr(model, "visual", None)
-    if visual is None or not getattr(visual, "trunk_is_pretrained", False) or visual.trunk_parameters():
+    if not has_frozen_trunk(model):
         return dataset
-    return cache_trunk_features(dataset, visual.trunk, hflip=False, batch_size=batch_size,
+    return cache_trunk_features(dataset, model.visual.trunk, hflip=False, batch_size=batch_size,
                                 channels_last=True, cache_dir=cache_dir)
