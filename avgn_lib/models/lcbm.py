@@ -190,10 +190,12 @@ class LCBM(nn.Module):
             h = self.cfg.clip_size
             w = max(1, round(h * image.shape[-1] / image.shape[-2]))
             still = F.interpolate(image.float(), size=(h, w), mode="bilinear", align_corners=False)
-            return still[:, :, None].expand(-1, -1, self.cfg.clip_frames, -1, -1)
+            return still[:, :, None].expand(-1, -1, self.cfg.clip_frames, -1, -1).contiguous()
         if clip.dim() != 5 or clip.shape[-1] != 3:
             raise ValueError(f"LCBM: clip must be (B, K, h, w, 3) uint8, got {tuple(clip.shape)}")
-        x = clip.permute(0, 4, 1, 2, 3).float() / 255.0      # (B, 3, K, h, w)
+        # contiguous: the permuted clip is laid out channels_last_3d, and oneDNN's Conv3d backward
+        # on that layout corrupted the heap on an AVX2 CPU with one thread (tests/test_lcbm.py)
+        x = clip.permute(0, 4, 1, 2, 3).contiguous().float() / 255.0  # (B, 3, K, h, w)
         return (x - self.mean) / self.std
 
     def _features(self, image: Tensor, spec: Tensor, clip: Tensor | None
