@@ -176,7 +176,8 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
 
 def cell_text(mean: float, std: float = float("nan")) -> str:
     """One table cell: ``mean ± std``, the mean alone where there is no spread (one seed), ``—``
-    where there is no number. Every table of the report writes its numbers through this."""
+    where there is no number: the cells of the main tables (:func:`formatted`) and of the
+    silent-object table (:func:`avgn_lib.distractors.silent_table`)."""
     if pd.isna(mean):
         return NOT_RUN
     return f"{mean:.1f} ± {std:.1f}" if pd.notna(std) else f"{mean:.1f}"
