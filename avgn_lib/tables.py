@@ -374,6 +374,46 @@ def report_markdown(tables: dict[str, pd.DataFrame], paper: pd.DataFrame | None 
     return "\n".join(lines)
 
 
+def long_form(table: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`build_table` table as numbers, one line per cell: ``row``, ``reference`` (bool),
+    ``seeds``, the table's ``index`` columns (e.g. depth), ``dataset``, ``metric`` and the
+    unrounded ``mean`` and ``std`` over the row's seeds (percent; std NaN for one seed). Cells a
+    run has no number for are left out."""
+    exact_mean, exact_std = table.attrs["exact"]
+    refs = set(table.attrs.get("references", ()))
+    index_cols = [c for c in table.columns if not c[0] and c[1] != "seeds"]
+    records = []
+    for row in exact_mean.index:
+        for col in exact_mean.columns:
+            mean = exact_mean.at[row, col]
+            if pd.isna(mean):
+                continue
+            records.append({"row": row, "reference": row in refs,
+                            "seeds": int(table.at[row, ("", "seeds")]),
+                            **{c[1]: table.at[row, c] for c in index_cols},
+                            "dataset": col[0], "metric": col[1], "mean": float(mean),
+                            "std": float(exact_std.at[row, col])})
+    columns = ["row", "reference", "seeds", *[c[1] for c in index_cols], "dataset", "metric",
+               "mean", "std"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def write_tables(tables: dict[str, pd.DataFrame], folder: str | Path) -> list[Path]:
+    """One ``<name>.md`` (the title and the table as in ``tables.md``) and one ``<name>.csv``
+    (:func:`long_form`) per table of :data:`TABLES` present in ``tables`` (keyed by title, as
+    :func:`render` returns them), named by the spec's ``name`` (``table1.csv``, ...)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = {t.title: t.name for t in TABLES}
+    written = []
+    for title, table in tables.items():
+        name = names[title]
+        (folder / f"{name}.md").write_text(f"# {title}\n\n{to_markdown(table)}\n")
+        long_form(table).to_csv(folder / f"{name}.csv", index=False)
+        written += [folder / f"{name}.md", folder / f"{name}.csv"]
+    return written
+
+
 def comparison_plot(tables: dict[str, pd.DataFrame], path: str | Path, columns: int = 2) -> None:
     """Bar chart of each table's AUC columns (one panel per table), saved to ``path``."""
     import matplotlib

@@ -254,3 +254,26 @@ def test_seeds_cell_mean_std_and_missing():
     assert seeds_cell([1.0, 3.0]) == "2.0 ± 1.4"          # sample std (ddof 1)
     assert seeds_cell([np.nan, 4.25]) == "4.2"             # one seed: the value, NaN left out
     assert seeds_cell([]) == NOT_RUN and seeds_cell([np.nan]) == NOT_RUN
+
+
+def test_write_tables_one_markdown_and_one_numeric_csv_per_table(frame, infos, tmp_path):
+    refs = frame[frame["method"] == "reference"]
+    f, i = _seeds(frame, infos, "inst_avgn", [0.02, 0.04])  # AP 41, 43, 45: 43 ± 2
+    tables = T.render(f[f["method"] != "reference"], i, refs)
+    written = T.write_tables(tables, tmp_path / "tables")
+    names = {t.title: t.name for t in T.TABLES}
+    assert sorted(p.name for p in written) == sorted(
+        f"{names[t]}.{ext}" for t in tables for ext in ("md", "csv"))
+    md = (tmp_path / "tables" / "table1.md").read_text()
+    assert md.startswith("# Table 1: single-source localization") and "43.0 ± 2.0" in md
+    csv = pd.read_csv(tmp_path / "tables" / "table1.csv")
+    avgn = csv[(csv["row"] == "AVGN [inst_avgn]") & (csv["metric"] == "AP")].iloc[0]
+    assert avgn["seeds"] == 3 and avgn["dataset"] == "instruments_solo"
+    assert avgn["mean"] == pytest.approx(43.0) and avgn["std"] == pytest.approx(2.0)
+    chance = csv[csv["row"] == "chance [reference]"]
+    assert chance["reference"].all() and chance["std"].isna().all()
+    # EZ-VSL has no instruments_solo numbers: no line for them, rather than a NaN mean
+    assert not ((csv["row"] == "EZ-VSL [ev_ezvsl]") & (csv["dataset"] == "instruments_solo")).any()
+    # an index column (Table 3's settings) is carried as its own column
+    t3 = pd.read_csv(tmp_path / "tables" / "table3.csv")
+    assert {"use_class_tokens", "use_grouping"} <= set(t3.columns)

@@ -107,7 +107,10 @@ class VideoNet(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     def forward(self, clip: Tensor) -> Tensor:
-        x = self.stem(clip)                                   # (B, w, K, h/2, w/2)
+        # Contiguous whatever the caller built (a permuted clip is laid out channels_last_3d, an
+        # expanded still has zero strides): oneDNN's Conv3d backward on the channels_last_3d
+        # layout corrupted the heap on an AVX2 CPU with one thread (tests/test_lcbm.py).
+        x = self.stem(clip.contiguous())                      # (B, w, K, h/2, w/2)
         x = F.relu(x + self.block3d(x))                       # 3-D residual block
         b, c, k, h, w = x.shape
         x = x.transpose(1, 2).reshape(b * k, c, h, w)         # frames as a batch: 2-D from here
@@ -190,12 +193,10 @@ class LCBM(nn.Module):
             h = self.cfg.clip_size
             w = max(1, round(h * image.shape[-1] / image.shape[-2]))
             still = F.interpolate(image.float(), size=(h, w), mode="bilinear", align_corners=False)
-            return still[:, :, None].expand(-1, -1, self.cfg.clip_frames, -1, -1).contiguous()
+            return still[:, :, None].expand(-1, -1, self.cfg.clip_frames, -1, -1)
         if clip.dim() != 5 or clip.shape[-1] != 3:
             raise ValueError(f"LCBM: clip must be (B, K, h, w, 3) uint8, got {tuple(clip.shape)}")
-        # contiguous: the permuted clip is laid out channels_last_3d, and oneDNN's Conv3d backward
-        # on that layout corrupted the heap on an AVX2 CPU with one thread (tests/test_lcbm.py)
-        x = clip.permute(0, 4, 1, 2, 3).contiguous().float() / 255.0  # (B, 3, K, h, w)
+        x = clip.permute(0, 4, 1, 2, 3).float() / 255.0  # (B, 3, K, h, w)
         return (x - self.mean) / self.std
 
     def _features(self, image: Tensor, spec: Tensor, clip: Tensor | None
