@@ -195,7 +195,7 @@ def silent_table(rows: list[dict[str, Any]]) -> Any:
     with the seed count and, as the last line, a map with no preference."""
     import pandas as pd
 
-    from avgn_lib.tables import seeds_cell
+    from avgn_lib.verdicts import seeds_cell
 
     frame = pd.DataFrame(rows)
     datasets = list(dict.fromkeys(frame["dataset"]))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from avgn_lib.results import metric_matches
-from avgn_lib.verdicts import beats
+from avgn_lib.verdicts import MISSING, beats, cell_text, seeds_cell  # noqa: F401 (re-exported)
 
 
 @dataclass(frozen=True)
@@ -174,22 +174,6 @@ def build_table(spec: TableSpec, results: pd.DataFrame, infos: dict[str, dict[st
     return table
 
 
-def cell_text(mean: float, std: float = float("nan")) -> str:
-    """One table cell: ``mean ± std``, the mean alone where there is no spread (one seed), ``—``
-    where there is no number: the cells of the main tables (:func:`formatted`) and of the
-    silent-object table (:func:`avgn_lib.distractors.silent_table`)."""
-    if pd.isna(mean):
-        return NOT_RUN
-    return f"{mean:.1f} ± {std:.1f}" if pd.notna(std) else f"{mean:.1f}"
-
-
-def seeds_cell(values: Any) -> str:
-    """:func:`cell_text` of the per-seed ``values`` (NaN left out): their mean ± sample std."""
-    v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    return cell_text(v.mean() if len(v) else float("nan"), v.std(ddof=1) if len(v) > 1 else float("nan"))
-
-
 def formatted(table: pd.DataFrame) -> pd.DataFrame:
     """Text cells for display: ``mean ± std`` where a row has several seeds, ``—`` where a run
     has no number, and ``**bold**`` for a column's best method only when it beats the runner-up
@@ -228,7 +212,7 @@ def paper_table(spec: TableSpec, paper: pd.DataFrame) -> pd.DataFrame:
                            aggfunc="first", sort=False)
 
 
-NOT_RUN = "—"
+NOT_RUN = MISSING
 
 
 def _cell(value: Any) -> Any:

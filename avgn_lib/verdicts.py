@@ -51,11 +51,32 @@ def compare(a: np.ndarray, b: np.ndarray) -> str:
     return beats(float(a.mean()), _spread(a), float(b.mean()), _spread(b))
 
 
+# A cell with no number: a run not evaluated there, a method without that setting.
+MISSING = "—"
+
+
+def cell_text(mean: float, std: float = float("nan")) -> str:
+    """One cell: ``mean ± std``, the mean alone where there is no spread (one seed), ``—`` where
+    there is no number. The one formatter of seed spreads: the main tables
+    (:func:`avgn_lib.tables.formatted`), the silent-object table
+    (:func:`avgn_lib.distractors.silent_table`) and the verdicts' evidence (:func:`describe`)."""
+    if pd.isna(mean):
+        return MISSING
+    return f"{mean:.1f} ± {std:.1f}" if pd.notna(std) else f"{mean:.1f}"
+
+
+def seeds_cell(values: Any) -> str:
+    """:func:`cell_text` of the per-seed ``values`` (NaN left out): their mean ± sample std."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    return cell_text(v.mean() if len(v) else float("nan"), v.std(ddof=1) if len(v) > 1 else float("nan"))
+
+
 def describe(label: str, v: np.ndarray) -> str:
-    if not len(v):
-        return f"{label} —"
-    s = _spread(v)
-    return f"{label} {v.mean():.1f}" + (f" ± {s:.1f}" if not np.isnan(s) else " (1 seed)")
+    """``label`` and :func:`seeds_cell` of its per-seed values, marked ``(1 seed)`` when one
+    seed is all there is (no spread to judge by)."""
+    one = np.count_nonzero(~np.isnan(np.asarray(v, dtype=float))) == 1
+    return f"{label} {seeds_cell(v)}" + (" (1 seed)" if one else "")
 
 
 def _full_model(info: dict[str, Any]) -> bool:

@@ -207,3 +207,12 @@ def test_silent_claim_lower_share_wins_by_the_spread_rule_or_is_not_run():
     assert res["verdict"] == "inconclusive"
     _, res = silent_claims([row("EZ", "e", "e0", 2.0)], {"e0": infos["e0"]})[0]
     assert res["verdict"] == "not run"
+
+
+def test_describe_uses_the_tables_cell_and_marks_one_seed():
+    from avgn_lib.tables import seeds_cell
+    assert V.describe("AVGN", np.array([41.0, 43.0, 45.0])) == "AVGN 43.0 ± 2.0"
+    assert V.describe("AVGN", np.array([41.0, 43.0])) == f"AVGN {seeds_cell([41.0, 43.0])}"
+    assert V.describe("EZ-VSL", np.array([33.34])) == "EZ-VSL 33.3 (1 seed)"
+    assert V.describe("EZ-VSL", np.array([np.nan, 33.34])) == "EZ-VSL 33.3 (1 seed)"  # NaN left out
+    assert V.describe("DMC", np.array([])) == "DMC —"
