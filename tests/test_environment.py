@@ -209,3 +209,18 @@ def test_the_resume_code_fingerprint_covers_the_train_stage_code_deps():
     import pytest
     with pytest.raises(FileNotFoundError, match="nope.py"):
         code_fingerprint("nope")
+
+
+def test_every_notebook_validates_as_nbformat_4_5_with_unique_cell_ids():
+    """nbformat warns on cells without an id (a hard error in future versions) and papermill
+    copies the notebook as it is: every cell of every notebook has its own id. Read as plain
+    JSON: ``nbformat.read`` fills missing ids in silently."""
+    import json
+
+    import nbformat
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        raw = json.loads(path.read_text())
+        ids = [cell.get("id") for cell in raw["cells"]]
+        assert all(ids) and len(set(ids)) == len(ids), path.name
+        nbformat.validate(nbformat.from_dict(raw))

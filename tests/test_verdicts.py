@@ -114,6 +114,8 @@ def test_target_checks_on_hand_built_results():
                  row(run, "avgn", "instruments_solo", "swapped", "AP", swapped),
                  row(run, "avgn", "instruments_solo", "agnostic", "class_top1", top1),
                  row(run, "avgn", "instruments_duet", "oracle", "CAP", 0.40)]
+    rows += [row("a0", "avgn", "instruments_solo", "agnostic", "AP", 0.60),
+             row("a0", "avgn", "instruments_solo", "swapped_agnostic", "AP", 0.52)]  # a1: not scored
     rows += [row("e0", "ezvsl", "instruments_solo", "oracle", "AP", 0.55),
              row("e0", "ezvsl", "instruments_solo", "swapped", "AP", 0.50),
              row("e0", "ezvsl", "instruments_duet", "oracle", "CAP", 0.30)]
@@ -129,6 +131,11 @@ def test_target_checks_on_hand_built_results():
     drop = get("audio matters: AP lost", "instruments_avgn").iloc[0]
     assert drop["value"] == "11.5 ± 0.7" and drop["status"] == "met"
     assert get("audio matters: AP lost", "instruments_ezvsl").iloc[0]["status"] == "missed"
+    # AVGN's drop with the classes picked from the audio: the one seed scored in both modes
+    agn = get("audio matters: AP lost", "instruments_avgn")
+    assert len(agn) == 2 and "agnostic" in agn.iloc[1]["measure"]
+    assert agn.iloc[1]["value"] == "8.0 (1 seed)" and agn.iloc[1]["status"] == "missed"
+    assert len(get("audio matters: AP lost", "instruments_ezvsl")) == 1   # names no class
     assert get("audio matters: AP over", "instruments_ezvsl").iloc[0]["status"] == "missed"
     top1 = get("class-agnostic", "instruments_avgn").iloc[0]
     assert top1["value"] == "62.0 ± 2.8" and top1["status"] == "missed"
