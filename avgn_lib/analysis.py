@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,10 +22,53 @@ from avgn_lib.evaluation import normalize_map
 from avgn_lib.metrics import pixel_ap
 
 
-def per_source_ap(model: nn.Module, data: Dataset, split_dir: str | Path,
-                  class_names: list[str], batch_size: int = 64) -> pd.DataFrame:
-    """One row per visible sounding source: sample, slot, class, depiction, style, audio, AP."""
-    preds, gt = predict(model, data, "oracle", batch_size=batch_size)
+class OraclePredictions:
+    """Each trained run's oracle prediction on a built test split, computed once.
+
+    The report's breakdown and its silent-object table score the same oracle maps of the same
+    runs on the duet sets; with one shared prediction each (run, test set) costs one pass.
+    ``__call__(run, dataset)`` returns ``predict``'s ``(predictions, ground truth)``; models are
+    loaded from ``<train_dir>/<run>/best.pt`` and see the trunk features the train stage cached
+    (``feature_cache``) when their trunk is frozen."""
+
+    def __init__(self, train_dir: str | Path, data_dir: str | Path,
+                 feature_cache: str | Path | None = None, batch_size: int = 64):
+        self.train_dir, self.data_dir = Path(train_dir), Path(data_dir)
+        self.feature_cache, self.batch_size = feature_cache, batch_size
+        self._loaded: dict[str, Any] = {}
+        self._preds: dict[tuple[str, str], tuple[list, dict[str, np.ndarray]]] = {}
+
+    def loaded(self, run: str):
+        """``inference.load_model`` of the run's best.pt (cached)."""
+        from avgn_lib.inference import load_model
+        if run not in self._loaded:
+            self._loaded[run] = load_model(self.train_dir / run / "best.pt", device="cpu")
+        return self._loaded[run]
+
+    def __call__(self, run: str, dataset: str) -> tuple[list, dict[str, np.ndarray]]:
+        key = (run, dataset)
+        if key not in self._preds:
+            model = self.loaded(run).model
+            data = test_set(self.data_dir / dataset / "test", model, self.feature_cache)
+            self._preds[key] = predict(model, data, "oracle", batch_size=self.batch_size)
+        return self._preds[key]
+
+
+def test_set(split_dir: str | Path, model: nn.Module, feature_cache: str | Path | None) -> Dataset:
+    """A built test split as ``model`` reads it: with the clips when it takes them, and with the
+    trunk features the train stage cached when its trunk is frozen (the same float16 features
+    the run was evaluated on)."""
+    from avgn_lib.data.datasets import SceneDataset
+    from avgn_lib.data.features import with_trunk_features
+    data = SceneDataset(split_dir, clips="clip" in getattr(model, "extra_inputs", ()))
+    return with_trunk_features(data, model, feature_cache)
+
+
+def per_source_ap(predictions: tuple[list, dict[str, np.ndarray]], split_dir: str | Path,
+                  class_names: list[str]) -> pd.DataFrame:
+    """One row per visible sounding source: sample, slot, class, depiction, style, audio, AP,
+    from an oracle ``predict`` of the split (e.g. :class:`OraclePredictions`)."""
+    preds, gt = predictions
     lines = Path(split_dir, "scenes.jsonl").read_text().splitlines()
     scenes = {int(s["index"]): s for s in map(json.loads, lines)}
     rows = []

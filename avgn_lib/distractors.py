@@ -151,13 +151,14 @@ def split_distractor_masks(split_dir: str | Path, sprites: Sequence[np.ndarray],
     return out
 
 
-def model_maps(model: Any, data: Any, batch_size: int = 64) -> tuple[list[list[np.ndarray]], np.ndarray]:
+def model_maps(predictions: tuple[list, dict[str, np.ndarray]]
+               ) -> tuple[list[list[np.ndarray]], np.ndarray]:
     """A trained model's oracle maps (one per sounding class, at mask size) of every sounding
-    sample of ``data``, and those samples' indices: what :func:`silent_object_share` scores.
-    Silent samples are left out: the measure asks where a *sounding* class's map falls."""
-    from avgn_lib.engine_eval import predict
-
-    preds, gt = predict(model, data, "oracle", batch_size=batch_size)
+    sample, and those samples' indices: what :func:`silent_object_share` scores. ``predictions``
+    is an oracle ``engine_eval.predict`` of the split (the report shares one per run and set,
+    ``analysis.OraclePredictions``). Silent samples are left out: the measure asks where a
+    *sounding* class's map falls."""
+    preds, gt = predictions
     keep = gt["has_source"]
     return [[m for _, m, _ in p] for p, k in zip(preds, keep) if k], gt["index"][keep]
 

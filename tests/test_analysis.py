@@ -173,3 +173,54 @@ def test_ame_scene_maps_read_the_scene_clip_as_the_separation_stage_does(tmp_pat
     assert ame_scene_maps(ame, SceneDataset(split), []) == {}
     with pytest.raises(ValueError, match="has no clip"):
         ame_scene_maps(ame, SceneDataset(split, clips=False), [1])
+
+
+def test_oracle_predictions_load_each_run_once_and_predict_each_run_and_set_once(tmp_path, monkeypatch):
+    from avgn_lib import analysis, inference
+
+    calls = []
+
+    class Loaded:
+        model, class_names = "model", ["a", "b"]
+
+    def load(path, device):
+        calls.append(("load", str(path)))
+        return Loaded
+
+    def fake_predict(model, data, mode, batch_size):
+        calls.append(("predict", str(data), mode))
+        return [str(data)], {"index": np.arange(1)}
+
+    monkeypatch.setattr(inference, "load_model", load)
+    monkeypatch.setattr(analysis, "test_set", lambda split, model, cache: split)
+    monkeypatch.setattr(analysis, "predict", fake_predict)
+    oracle = analysis.OraclePredictions(tmp_path / "train", tmp_path / "data")
+    first = oracle("run", "duet")
+    assert oracle("run", "duet") is first                      # the breakdown and the silent table share it
+    assert oracle("run", "solo")[0] == [str(tmp_path / "data" / "solo" / "test")]
+    assert [c[0] for c in calls] == ["load", "predict", "predict"]
+    assert calls[0][1] == str(tmp_path / "train" / "run" / "best.pt") and calls[1][2] == "oracle"
+
+
+def test_per_source_ap_and_model_maps_score_a_given_prediction(tmp_path):
+    import json
+
+    from avgn_lib.distractors import model_maps
+    from avgn_lib.analysis import per_source_ap
+
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2] = 1
+    good, bad = mask.astype(np.float32), 1 - mask.astype(np.float32)
+    # sample 0: class 1 in slot 0 (map on it), class 0 in slot 1 (map off it); sample 1 silent
+    preds = [[(1, good, 0.9), (0, bad, 0.1)], [(0, good, 0.5)]]
+    gt = {"masks": np.stack([np.stack([mask, mask]), np.zeros((2, 4, 4), np.uint8)]),
+          "classes": np.array([[1, 0], [-1, -1]]), "has_source": np.array([True, False]),
+          "index": np.array([7, 8])}
+    scene = {"index": 7, "sources": [{"image": "pkg/styleA/x.png", "audio": "rec1"},
+                                     {"image": "pkg/styleB/y.png", "audio": "rec2"}]}
+    (tmp_path / "scenes.jsonl").write_text(json.dumps(scene) + "\n" + json.dumps({"index": 8, "sources": []}) + "\n")
+    rows = per_source_ap((preds, gt), tmp_path, ["zero", "one"])
+    assert list(rows["class"]) == ["one", "zero"] and list(rows["style"]) == ["styleA", "styleB"]
+    assert rows["AP"].iloc[0] == pytest.approx(1.0) and rows["AP"].iloc[1] < 0.6
+    maps, index = model_maps((preds, gt))
+    assert list(index) == [7] and len(maps) == 1 and maps[0][0] is good   # the silent sample is left out
