@@ -2,6 +2,8 @@
 # The project's two entry points (see README):
 #   ./run.sh repro   set up .venv + raw data, then `dvc repro` the default (CPU) profile
 #   ./run.sh test    set up .venv + raw data, then unit tests, nbval over notebooks, smoke `dvc repro`
+#   ./run.sh extended  as repro, with the extended profile (the default plus T-VSL and Less Can
+#                    Be More): writes it over params.yaml; `git checkout params.yaml` returns
 # Both are idempotent: a second run reuses .venv (keyed by the pins) and the download cache.
 # Other subcommands: setup, data, smoke, lab, plots (`dvc plots show`, rendered offline).
 # Extra arguments are passed on: `./run.sh repro -f report` to dvc, `./run.sh lab --port 8899` to
@@ -76,6 +78,12 @@ data() {
 
 repro() { setup; data; "$VENV/bin/dvc" repro "$@"; }
 
+extended() {  # the default profile plus params/overlays/extended.yaml, written over params.yaml
+  setup; data
+  "$VENV/bin/python" -m avgn_lib.profiles extended --out params.yaml
+  "$VENV/bin/dvc" repro "$@"
+}
+
 smoke() {
   # A smoke `dvc repro` of the whole pipeline in a throwaway copy, so the real params.yaml,
   # dvc.lock and results are never touched. Fails if any stage fails.
@@ -117,9 +125,10 @@ case "${1:-}" in
   setup) setup ;;
   data) setup; data ;;
   repro) shift; repro "$@" ;;
+  extended) shift; extended "$@" ;;
   test) shift; run_tests "$@" ;;
   smoke) setup; smoke ;;
   lab) shift; lab "$@" ;;
   plots) shift; plots "$@" ;;
-  *) echo "usage: ./run.sh {repro|test|setup|data|smoke|lab|plots}" >&2; exit 2 ;;
+  *) echo "usage: ./run.sh {repro|test|extended|setup|data|smoke|lab|plots}" >&2; exit 2 ;;
 esac

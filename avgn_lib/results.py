@@ -13,6 +13,7 @@ embedded benchmark is a different dataset.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +51,20 @@ def write_run_results(out_dir: str | Path, info: dict[str, Any], rows: list[dict
     return frame
 
 
-def load_results(train_dir: str | Path) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    """Every run under ``train_dir``: the tidy table and ``{run: run.json}``."""
+def load_results(train_dir: str | Path, runs: Iterable[str] | None = None
+                 ) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """Every run under ``train_dir``: the tidy table and ``{run: run.json}``.
+
+    ``runs`` (the profile's run names) keeps only those: a run another profile trained into the
+    same folder (``./run.sh extended``, then back to the default) must not join this profile's
+    tables. A listed run with no results yet is left out (nbval trains one run).
+    """
+    keep = None if runs is None else set(runs)
     frames, infos = [], {}
     for path in sorted(Path(train_dir).glob("*/results.csv")):
         info = json.loads((path.parent / "run.json").read_text())
+        if keep is not None and info["run"] not in keep:
+            continue
         infos[info["run"]] = info
         frames.append(pd.read_csv(path))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)

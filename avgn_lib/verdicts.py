@@ -237,8 +237,8 @@ def claim_verdicts(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
                 results, [("two-stage", two), ("single-stage", one), ("AVGN", avgn)], dataset, metric))
         elif not (tvsl_two or tvsl_one) and dataset == "everyday_single":
             add("T-VSL two-stage > single-stage > AVGN (T-VSL Table 7)", dict(
-                measure="—", evidence="no T-VSL run in this profile (params/paper.yaml and "
-                "params/smoke.yaml have both variants)", verdict=NOT_RUN))
+                measure="—", evidence="no T-VSL run in this profile (the extended one, "
+                "./run.sh extended, and params/paper.yaml have both variants)", verdict=NOT_RUN))
         elif tvsl_two or tvsl_one:
             add("T-VSL two-stage > single-stage > AVGN (T-VSL Table 7)", dict(
                 measure=f"{dataset} {metric}", evidence=f"no T-VSL run on {vocab} in this profile "
@@ -266,10 +266,10 @@ def lcbm_claims(summary: dict[str, Any] | None) -> list[tuple[str, dict[str, str
     moments_claim, heads_claim = "Selected moments beat the mid-frame", \
         "Individual FCs >= shared FC >= single multi-modal (LCBM Table 3)"
     if not summary:
-        return [(moments_claim, dict(measure="—", evidence="no LCBM run in this profile",
-                                     verdict=NOT_RUN)),
-                (heads_claim, dict(measure="—", evidence="no LCBM run in this profile",
-                                   verdict=NOT_RUN))]
+        return [(moments_claim, dict(measure="—", evidence="no LCBM run in this profile "
+                                     "(./run.sh extended has the three heads)", verdict=NOT_RUN)),
+                (heads_claim, dict(measure="—", evidence="no LCBM run in this profile "
+                                   "(./run.sh extended has the three heads)", verdict=NOT_RUN))]
     parts = []
     for label, by in summary["moments"].items():
         sel, mid = 100 * by["selected"]["AP"], 100 * by["mid"]["AP"]
@@ -295,7 +295,7 @@ def silent_claims(rows: list[dict[str, Any]] | None, infos: dict[str, dict[str, 
             and i.get("model", {}).get("variant") == "two_stage"]
     if not rows or not runs:
         return [(claim, dict(measure="—", evidence="no T-VSL two-stage run, or no silent-object "
-                             "table, in this profile", verdict=NOT_RUN))]
+                             "table, in this profile (./run.sh extended has T-VSL)", verdict=NOT_RUN))]
     frame = pd.DataFrame(rows)
     frame = frame[~frame["group"].str.startswith("reference:")]
     out = []

@@ -51,14 +51,27 @@ def _keys(tree, prefix=""):
     return set()
 
 
-def test_every_profile_has_the_sections_of_params_yaml_and_resolves_every_run():
+def profile_files(tmp_path: Path) -> list[Path]:
+    """Every profile: the whole files, and each overlay composed onto the default (written under
+    ``tmp_path``, as ``./run.sh extended`` writes it over params.yaml)."""
+    from avgn_lib import profiles
+
+    composed = []
+    for path in sorted(profiles.OVERLAY_DIR.glob("*.yaml")):
+        out = tmp_path / f"composed_{path.stem}.yaml"
+        out.write_text(profiles.dump(profiles.compose(path.stem)))
+        composed.append(out)
+    return [ROOT / "params.yaml", *sorted((ROOT / "params").glob("*.yaml")), *composed]
+
+
+def test_every_profile_has_the_sections_of_params_yaml_and_resolves_every_run(tmp_path):
     """Profiles differ in values and in which runs they list; each run must resolve against its
     method's config and TrainConfig (unknown keys fail), and every table a run names exists."""
     from avgn_lib.tables import TABLE_NAMES
     from avgn_lib.runs import all_runs
 
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for profile in [ROOT / "params.yaml", *sorted((ROOT / "params").glob("*.yaml"))]:
+    for profile in profile_files(tmp_path):
         params = yaml.safe_load(profile.read_text())
         assert set(params) == set(default), profile.name
         for section in ("prepare_data", "train", "report", "try_your_own"):
@@ -66,6 +79,8 @@ def test_every_profile_has_the_sections_of_params_yaml_and_resolves_every_run():
         assert set(params["methods"]) == set(default["methods"]), profile.name
         for spec in all_runs(profile):
             assert set(spec.tables) <= set(TABLE_NAMES), f"{profile.name}: {spec.name}"
+        # the report's per-run sections name runs of the same profile
+        assert set(params["report"]["lcbm"]["runs"]) <= set(params["runs"]), profile.name
 
 
 def test_smoke_and_paper_profiles_train_every_registered_method():
