@@ -214,12 +214,13 @@ def claim_verdicts(results: pd.DataFrame, infos: dict[str, dict[str, Any]],
                                                    evidence=evidence, verdict=_verdict(outcomes)))
     else:
         add("Depth 3 is best (supp. Table 1)", dict(measure="instruments_duet CAP", evidence=(
-            "only depth 3 in this profile; params/paper.yaml has depths 1, 3, 6, 12"), verdict=NOT_RUN))
+            "only depth 3 in this profile; the extended one (./run.sh extended) and "
+            "params/paper.yaml have depths 1, 3, 6, 12"), verdict=NOT_RUN))
     hard = _find(infos, "supp1", method="avgn", depth=3, assignment="hard")
     add("Softmax assignment beats hard (supp. Table 1)", ordering_claim(
         results, [("softmax", depth3), ("hard", hard)], "instruments_duet", "CAP")
         if hard else dict(measure="instruments_duet CAP", evidence="no hard-assignment run in "
-                          "this profile (params/paper.yaml has one)", verdict=NOT_RUN))
+                          "this profile (./run.sh extended and params/paper.yaml have one)", verdict=NOT_RUN))
     trio_avgn = _find(infos, "trio", method="avgn", use_class_tokens=True, use_grouping=True)
     for vocab in ("instruments", "everyday"):
         add("3-source performance is close to duet",
@@ -326,7 +327,8 @@ def separation_claims(metrics: dict[str, float] | None) -> list[tuple[str, dict[
     claim = "AMnet beats appearance-only separation"
     keys = sorted(k for k in (metrics or {}) if k.endswith(".amnet.SDR"))
     if not keys:
-        return [(claim, dict(measure="—", evidence="no separation results in this profile",
+        return [(claim, dict(measure="—", evidence="no separation results in this profile "
+                             "(./run.sh extended trains AME and AMnet)",
                              verdict=NOT_RUN))]
     parts = []
     for key in keys:

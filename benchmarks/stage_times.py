@@ -1,9 +1,11 @@
 """Wall time of the last `dvc repro`, stage by stage, from the executed notebooks.
 
 Each stage's time is papermill's own ``duration`` in ``results/notebooks/*.ipynb`` (kernel start
-and DVC's hashing between stages are not in it). Prints the CPU capability the train notebooks
-recorded, every stage's seconds, the sum, and the sum without the runs named by ``--without``
-(what a smaller default would cost on the same machine, by the same stage times).
+and DVC's hashing between stages are not in it). Only the stages of the profile in ``--params``
+count (its runs' train notebooks and the other stages): a notebook another profile left in the
+folder is listed apart. Prints the CPU capability the train notebooks recorded, every stage's
+seconds, the sum, and the sum without the runs named by ``--without`` (what a smaller default
+would cost on the same machine, by the same stage times).
 
     PYTHONPATH=. .venv/bin/python benchmarks/stage_times.py
     PYTHONPATH=. .venv/bin/python benchmarks/stage_times.py --without instruments_tvsl,instruments_depth1
@@ -27,6 +29,14 @@ def stage_times(folder: str | Path) -> dict[str, float]:
     return out
 
 
+def of_profile(times: dict[str, float], runs) -> tuple[dict[str, float], list[str]]:
+    """(the stages of a profile whose runs are ``runs``, the other profiles' train notebooks)."""
+    runs = set(runs)
+    kept = {k: v for k, v in times.items()
+            if not k.startswith("02_train_") or k[len("02_train_"):] in runs}
+    return kept, sorted(set(times) - set(kept))
+
+
 def cpu_capabilities(folder: str | Path) -> set[str]:
     """The ``CPU capability`` the train notebooks printed (one value when one machine ran them)."""
     found = set()
@@ -38,11 +48,16 @@ def cpu_capabilities(folder: str | Path) -> set[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--notebooks", default="results/notebooks")
+    ap.add_argument("--params", default="params.yaml", help="the profile whose stages count")
     ap.add_argument("--without", default="", help="comma-separated run names to leave out of the sum")
     args = ap.parse_args()
-    times = stage_times(args.notebooks)
+    from avgn_lib.config import load_params
+
+    times, others = of_profile(stage_times(args.notebooks), load_params(args.params, "runs"))
     if not times:
         raise SystemExit(f"{args.notebooks}: no executed notebook with a papermill duration")
+    if others:
+        print(f"not in {args.params} (another profile's, left out): {', '.join(others)}")
     left_out = {r for r in args.without.split(",") if r}
     unknown = sorted(r for r in left_out if f"02_train_{r}" not in times)
     if unknown:

@@ -40,12 +40,39 @@ def test_extended_profile_is_the_default_plus_the_other_systems_runs():
     default = yaml.safe_load((ROOT / "params.yaml").read_text())
     extended = profiles.compose("extended")
     added = set(extended["runs"]) - set(default["runs"])
-    assert {extended["runs"][r]["method"] for r in added} == {"tvsl", "lcbm"}
-    # everything but the runs and the report's LCBM runs is the default's, unchanged
-    for section in set(default) - {"runs", "report"}:
+    assert {"tvsl", "lcbm"} <= {extended["runs"][r]["method"] for r in added}
+    # every single-seed row of the paper's Tables 1-3 in the default has three seeds here
+    groups: dict[str, set[int]] = {}
+    for name, run in extended["runs"].items():
+        if set(run["tables"]) & {"table1", "table2", "table3"} and run["method"] not in ("tvsl", "lcbm"):
+            groups.setdefault(run.get("group", name), set()).add(run.get("seed", 0))
+    assert all(seeds == {0, 1, 2} for seeds in groups.values()), groups
+    assert {extended["runs"][r].get("model", {}).get("depth") for r in added} >= {6, 12}
+    # everything but the runs, the separation datasets and the report's LCBM runs, silent-object
+    # sets and output folders is the default's
+    for section in set(default) - {"runs", "report", "separation"}:
         assert extended[section] == default[section], section
-    assert {k: v for k, v in extended["report"].items() if k != "lcbm"} == \
-        {k: v for k, v in default["report"].items() if k != "lcbm"}
+    own = {"datasets": [], "results_dir": default["separation"]["results_dir"]}
+    assert {**extended["separation"], **own} == default["separation"]
+    assert extended["separation"]["datasets"] and not default["separation"]["datasets"]
+    assert {**extended["report"]["silent_objects"], "datasets": []} == default["report"]["silent_objects"]
+    # the extended report reads the extended separation stage's outputs
+    sep = extended["separation"]["results_dir"]
+    assert extended["report"]["separation_metrics"] == f"{sep}/metrics.json"
+    assert extended["report"]["qualitative"]["ame_models"] == f"{sep}/models"
+    moved = {"lcbm", "out_dir", "tables_dir", "qualitative", "curves", "representations",
+             "silent_objects", "separation_metrics"}
+    assert {k: v for k, v in extended["report"].items() if k not in moved} == \
+        {k: v for k, v in default["report"].items() if k not in moved}
+    paths = ("out", "out_dir", "ame_models")
+    for key in ("qualitative", "curves", "representations"):  # same content, other files
+        assert {k: v for k, v in extended["report"][key].items() if k not in paths} == \
+            {k: v for k, v in default["report"][key].items() if k not in paths}
+    # the extended report and separation write next to the default's, never over them
+    outputs = lambda p: {p["report"]["out_dir"], p["report"]["tables_dir"],  # noqa: E731
+                         p["report"]["qualitative"]["out_dir"], p["report"]["curves"]["out"],
+                         p["report"]["representations"]["out"], p["separation"]["results_dir"]}
+    assert not outputs(extended) & outputs(default)
     assert set(extended["report"]["lcbm"]["runs"]) <= added and default["report"]["lcbm"]["runs"] == []
     # the overlay's data sections (YAML anchors do not cross files) are the default's
     data = {r["data"]["train"][0].split("_")[0]: r["data"] for r in default["runs"].values()

@@ -34,6 +34,20 @@ def test_the_section_parses_in_every_profile(profile):
     assert P.build_amnet(cfg, 6, ame).motion is ame.motion
 
 
+def test_an_empty_dataset_list_trains_nothing_and_writes_empty_outputs(tmp_path):
+    """The default profile leaves separation to the extended one (separation.datasets: [])."""
+    section = yaml.safe_load((ROOT / "params/smoke.yaml").read_text())["separation"]
+    assert from_dict(P.SeparationConfig, {**section, "datasets": []}).datasets == []
+    with pytest.raises(ValueError, match="distinct names"):
+        from_dict(P.SeparationConfig, {**section, "datasets": ["instruments_solo", "instruments_solo"]})
+    with pytest.raises(ValueError, match="distinct names"):
+        from_dict(P.SeparationConfig, {**section, "datasets": ["instruments_duet"]})
+    assert report.write_outputs([], tmp_path, 0.5) == {}
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {}
+    assert "Not run in this profile" in (tmp_path / "tables.md").read_text()
+    assert (tmp_path / "headline").is_dir() and pd.read_csv(tmp_path / "results.csv").empty
+
+
 def test_a_typo_or_a_second_seed_fails_at_once():
     section = yaml.safe_load((ROOT / "params/smoke.yaml").read_text())["separation"]
     with pytest.raises(ValueError, match="unknown key"):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from stage_times import cpu_capabilities, stage_times  # noqa: E402
+from stage_times import cpu_capabilities, of_profile, stage_times  # noqa: E402
 
 
 def _notebook(path: Path, duration, text: str = "") -> None:
@@ -21,3 +21,8 @@ def test_stage_times_and_capability(tmp_path):
     _notebook(tmp_path / "never_run.ipynb", None)  # a notebook papermill did not execute: left out
     assert stage_times(tmp_path) == {"02_train_a": 12.5, "03_report": 3.0}
     assert cpu_capabilities(tmp_path) == {"AVX2"}
+
+
+def test_only_the_profiles_runs_count():
+    times = {"02_train_a": 10.0, "02_train_b": 20.0, "03_report": 3.0}
+    assert of_profile(times, ["a"]) == ({"02_train_a": 10.0, "03_report": 3.0}, ["02_train_b"])

@@ -83,6 +83,8 @@ class SeparationConfig:
     data_dir: str = "data/built"
     results_dir: str = "results/separation"
     checkpoint_dir: str = "checkpoints/separation"  # last.pt for resume, outside the outputs
+    # empty: the stage trains nothing and writes empty outputs (the default profile leaves the
+    # separation system to the extended one, params/overlays/extended.yaml)
     datasets: list = field(default_factory=lambda: ["instruments_solo"])
     threads: int = 2
     seed: int = 0
@@ -94,9 +96,9 @@ class SeparationConfig:
 
     def __post_init__(self) -> None:
         bad = [d for d in self.datasets if d not in SOLO_SETS]
-        if bad or not self.datasets:
-            raise ValueError(f"separation.datasets must be a non-empty list of {SOLO_SETS}, got "
-                             f"{self.datasets}")
+        if bad or not isinstance(self.datasets, list) or len(set(self.datasets)) < len(self.datasets):
+            raise ValueError(f"separation.datasets must be a list of distinct names of {SOLO_SETS} "
+                             f"(empty: nothing is trained), got {self.datasets}")
         # fail at once on a typo in a model or engine section, not after the first training
         for name in ("ame", "amnet"):
             model_config(name, getattr(self, name).model)

@@ -77,6 +77,14 @@ def write_outputs(rows: Sequence[dict[str, Any]], out_dir: str | Path, iou_thres
     if not np.isfinite(df.value.to_numpy(float)).all():
         raise ValueError("separation results contain NaN or inf; see the rows of results.csv")
     df.to_csv(out_dir / "results.csv", index=False)
+    (out_dir / "headline").mkdir(exist_ok=True)
+    if df.empty:  # separation.datasets is empty in this profile: nothing was trained
+        (out_dir / "tables.md").write_text(
+            "# Separation (test split, held out)\n\nNot run in this profile: `separation.datasets` "
+            "is empty (the extended profile, `./run.sh extended`, trains AME and AMnet).\n"
+            + (f"\n{note}\n" if note else ""))
+        (out_dir / "metrics.json").write_text("{}")
+        return {}
     tables = {"separation": separation_table(df),
               "localization": localization_table(df, iou_threshold)}
     parts = ["# Separation (test split, held out)", "",
