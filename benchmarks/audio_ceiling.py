@@ -90,7 +90,7 @@ def train_one(seed: int, data, cfg: dict, epochs: int, batch_size: int, lr: floa
             opt.step()
             sched.step()
         val = float(top1(logits_of(model, xva), cva).mean())
-        print(f"  seed {seed} epoch {epoch}: train loss {float(loss):.3f}, val top-1 {100 * val:.1f}")
+        print(f"  seed {seed} epoch {epoch}: train loss {float(loss.detach()):.3f}, val top-1 {100 * val:.1f}")
         if val > best[0]:
             best = (val, epoch, copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
