@@ -35,8 +35,8 @@ from avgn_lib.checkpoint import load_checkpoint
 from avgn_lib.data.datasets import SceneDataset, SwapAudio, forward_attrs
 from avgn_lib.data.features import cache_trunk_features, has_frozen_trunk
 from avgn_lib.engine_eval import evaluate_localization
-from avgn_lib.evaluation import evaluate_single
 from avgn_lib.models import build_model
+from avgn_lib.references import evaluate_reference
 from avgn_lib.runs import load_run
 
 
@@ -97,11 +97,8 @@ def main() -> None:
             ap_key = "AP" if "AP" in m else "PIAP"
             print(f"| {mode} | {audio} | {100 * m[ap_key]:.1f} | {100 * iou:.1f} | "
                   f"{100 * top:.1f} |")
-    gt = np.stack([np.asarray(raw[i]["masks"][0]) for i in range(len(raw))])
-    has = np.load(raw.dir / "has_source.npy")
-    if (np.load(raw.dir / "classes.npy").reshape(len(raw), -1) >= 0).sum(1).max() == 1:
-        flat = evaluate_single(np.ones(gt.shape, dtype=np.float32), gt, 0.5, has_source=has)
-        print(f"| never listens | constant map | {100 * flat['AP']:.1f} | | |")
+    flat = evaluate_reference("constant", raw.dir, theta if theta is not None else 0.5)
+    print(f"| never listens | constant map | {100 * flat.get('AP', flat.get('PIAP')):.1f} | | |")
     print(f"({time.time() - t0:.0f} s)")
 
 
